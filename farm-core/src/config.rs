@@ -1,0 +1,312 @@
+//! The farms file: named farms, each an adapter plus its settings.
+//!
+//! ```yaml
+//! default: studio-slurm
+//! farms:
+//!   studio-slurm:
+//!     adapter: slurm
+//!     description: Main render partition
+//!     staging_root: /mnt/render/staging
+//!     installation: {katana_root: /opt/Katana7.0v1}
+//!     render_environment: {FOUNDRY_LICENSE: 4101@licserver}
+//!     settings:            # the adapter's own settings, checked by the adapter
+//!       transport: cli
+//!       partition: render
+//! ```
+//!
+//! Found through `--config`, then `FARM_CONFIG`, then `<config dir>/farm/farms.yaml`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::{FarmError, Result};
+use crate::installation::InstallationMetadata;
+use crate::staging::SharedStaging;
+
+/// Environment variable naming the farms file.
+pub const CONFIG_ENV: &str = "FARM_CONFIG";
+
+/// The whole farms file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FarmsConfig {
+    /// Farm used when `--farm` is not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+    /// Farms by name.
+    #[serde(default)]
+    pub farms: BTreeMap<String, FarmSpec>,
+}
+
+/// One named farm.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FarmSpec {
+    /// Which adapter drives it (`slurm`, `htcondor`, `http`, `local`, `external`, ...).
+    pub adapter: String,
+    /// One line for `farm farms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Shared directory for render-file staging (enables `stage_files` on adapters that
+    /// stage through a shared file system).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staging_root: Option<PathBuf>,
+    /// The Katana installation on the render nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installation: Option<InstallationMetadata>,
+    /// Variables for the render process (`getRenderEnvironment`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub render_environment: BTreeMap<String, String>,
+    /// The adapter's own settings, validated by the adapter.
+    #[serde(default, skip_serializing_if = "is_null")]
+    pub settings: serde_yaml::Value,
+}
+
+fn is_null(v: &serde_yaml::Value) -> bool {
+    v.is_null()
+}
+
+impl FarmSpec {
+    /// A farm of `adapter` with no settings.
+    pub fn new(adapter: impl Into<String>) -> FarmSpec {
+        FarmSpec {
+            adapter: adapter.into(),
+            description: None,
+            staging_root: None,
+            installation: None,
+            render_environment: BTreeMap::new(),
+            settings: serde_yaml::Value::Null,
+        }
+    }
+
+    /// Deserialises the adapter's settings (missing settings are an empty map), naming the
+    /// field of any error: `farm hpc: settings.partition: invalid type ...`. Variables
+    /// `FARM_<ADAPTER>_<SETTING>` override file values (`FARM_SLURM_PARTITION=gpu`).
+    pub fn settings_as<T: DeserializeOwned>(&self, farm_name: &str) -> Result<T> {
+        let mut value = match &self.settings {
+            serde_yaml::Value::Null => serde_yaml::Value::Mapping(Default::default()),
+            other => other.clone(),
+        };
+        if let serde_yaml::Value::Mapping(map) = &mut value {
+            for (key, val) in env_overrides(&self.adapter, std::env::vars()) {
+                map.insert(serde_yaml::Value::String(key), val);
+            }
+        }
+        serde_path_to_error::deserialize(value).map_err(|err| {
+            let path = err.path().to_string();
+            let at = if path == "." { String::new() } else { format!(".{path}") };
+            FarmError::config(format!("farm {farm_name}: settings{at}: {}", err.inner()))
+        })
+    }
+
+    /// What every adapter shares: staging, installation metadata, render environment.
+    pub fn common(&self) -> CommonSettings {
+        CommonSettings {
+            staging: self.staging_root.as_ref().map(SharedStaging::new),
+            installation: self.installation.clone(),
+            render_environment: self.render_environment.clone(),
+        }
+    }
+}
+
+/// `FARM_<ADAPTER>_<NAME>=value` variables as `(name, value)` settings, the value read as a
+/// YAML scalar (`8` is a number, `true` a boolean). The name is lower-cased.
+pub fn env_overrides(
+    adapter: &str,
+    vars: impl Iterator<Item = (String, String)>,
+) -> Vec<(String, serde_yaml::Value)> {
+    let prefix = format!("FARM_{}_", adapter.to_ascii_uppercase().replace('-', "_"));
+    let mut out: Vec<_> = vars
+        .filter_map(|(k, v)| {
+            let name = k.strip_prefix(&prefix)?.to_ascii_lowercase();
+            let value = serde_yaml::from_str::<serde_yaml::Value>(&v)
+                .ok()
+                .filter(|parsed| !parsed.is_mapping() && !parsed.is_sequence())
+                .unwrap_or(serde_yaml::Value::String(v));
+            (!name.is_empty()).then_some((name, value))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Settings every adapter implements the same way; adapters delegate the four
+/// configuration-driven trait methods to this.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CommonSettings {
+    /// Staging through a shared directory, when configured.
+    pub staging: Option<SharedStaging>,
+    /// The Katana installation on the render nodes.
+    pub installation: Option<InstallationMetadata>,
+    /// The render environment.
+    pub render_environment: BTreeMap<String, String>,
+}
+
+impl CommonSettings {
+    /// Whether `stage_files` can be offered.
+    pub fn can_stage(&self) -> bool {
+        self.staging.is_some()
+    }
+
+    /// `create_temp_directory` through the shared staging root.
+    pub async fn create_temp_directory(&self, adapter: &str, render_context: Uuid) -> Result<String> {
+        let staging = self.staging(adapter, "create_temp_directory")?;
+        Ok(staging.create_temp_directory(render_context).await?.display().to_string())
+    }
+
+    /// `copy_render_files` through the shared staging root.
+    pub async fn copy_render_files(
+        &self,
+        adapter: &str,
+        files: &[PathBuf],
+        render_context: Uuid,
+    ) -> Result<BTreeMap<PathBuf, String>> {
+        let staging = self.staging(adapter, "copy_render_files")?;
+        Ok(staging
+            .copy_render_files(files, render_context)
+            .await?
+            .into_iter()
+            .map(|(k, v)| (k, v.display().to_string()))
+            .collect())
+    }
+
+    /// `installation_metadata` from the configuration.
+    pub fn installation_metadata(&self, farm: &str) -> Result<InstallationMetadata> {
+        self.installation.as_ref().map(InstallationMetadata::resolved).ok_or_else(|| {
+            FarmError::config(format!(
+                "farm {farm} has no `installation` (set installation.katana_root in the farms file)"
+            ))
+        })
+    }
+
+    /// `render_environment` from the configuration.
+    pub fn render_environment(&self) -> BTreeMap<String, String> {
+        self.render_environment.clone()
+    }
+
+    fn staging(&self, adapter: &str, operation: &'static str) -> Result<&SharedStaging> {
+        self.staging
+            .as_ref()
+            .ok_or_else(|| FarmError::unsupported(operation, format!("{adapter} (no staging_root configured)")))
+    }
+}
+
+impl FarmsConfig {
+    /// Parses a farms file, naming the line and field of any error.
+    pub fn from_yaml_str(text: &str, origin: &str) -> Result<FarmsConfig> {
+        let de = serde_yaml::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de).map_err(|err| {
+            FarmError::config(format!("{origin}: {}: {}", err.path(), err.inner()))
+        })
+    }
+
+    /// Reads the farms file from `explicit`, else `FARM_CONFIG`, else the user's config
+    /// directory. Returns `None` (and the places looked at) when no file exists and none was
+    /// named explicitly; a named file that is missing is an error.
+    pub fn discover(explicit: Option<&Path>) -> Result<(Option<(PathBuf, FarmsConfig)>, Vec<PathBuf>)> {
+        let named = explicit
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()).map(PathBuf::from));
+        if let Some(path) = named {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| FarmError::io(format!("cannot read farms file {}", path.display()), e))?;
+            let config = FarmsConfig::from_yaml_str(&text, &path.display().to_string())?;
+            return Ok((Some((path.clone(), config)), vec![path]));
+        }
+        let default = default_config_path();
+        let looked = default.iter().cloned().collect();
+        match default {
+            Some(path) if path.exists() => {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| FarmError::io(format!("cannot read farms file {}", path.display()), e))?;
+                let config = FarmsConfig::from_yaml_str(&text, &path.display().to_string())?;
+                Ok((Some((path, config)), looked))
+            }
+            _ => Ok((None, looked)),
+        }
+    }
+}
+
+/// `<config dir>/farm/farms.yaml` (`~/.config/farm/farms.yaml` on Linux).
+pub fn default_config_path() -> Option<PathBuf> {
+    dirs::config_dir().map(|d| d.join("farm").join("farms.yaml"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct DemoSettings {
+        partition: String,
+        #[serde(default)]
+        max_array: Option<u32>,
+    }
+
+    #[test]
+    fn a_farms_file_parses_and_settings_are_checked_by_their_adapter() {
+        let cfg = FarmsConfig::from_yaml_str(
+            "default: hpc\nfarms:\n  hpc:\n    adapter: demo\n    staging_root: /mnt/s\n    settings: {partition: render, max_array: 8}\n",
+            "farms.yaml",
+        )
+        .unwrap();
+        let spec = &cfg.farms["hpc"];
+        let s: DemoSettings = spec.settings_as("hpc").unwrap();
+        assert_eq!(s, DemoSettings { partition: "render".into(), max_array: Some(8) });
+        assert!(spec.common().can_stage());
+
+        let typo = FarmSpec {
+            settings: serde_yaml::from_str("{partiton: x}").unwrap(),
+            ..FarmSpec::new("demo")
+        };
+        let err = typo.settings_as::<DemoSettings>("hpc").unwrap_err().to_string();
+        assert!(err.contains("farm hpc: settings") && err.contains("unknown field `partiton`"), "{err}");
+        let wrong = FarmSpec {
+            settings: serde_yaml::from_str("{partition: x, max_array: lots}").unwrap(),
+            ..FarmSpec::new("demo")
+        };
+        let err = wrong.settings_as::<DemoSettings>("hpc").unwrap_err().to_string();
+        assert!(err.contains("settings.max_array"), "{err}");
+    }
+
+    #[test]
+    fn unknown_top_level_keys_name_their_place() {
+        let err = FarmsConfig::from_yaml_str("farms:\n  a:\n    adaptor: slurm\n", "f.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("f.yaml") && err.contains("farms.a") && err.contains("adaptor"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_are_typed_scalars() {
+        let vars = [
+            ("FARM_SLURM_PARTITION", "gpu"),
+            ("FARM_SLURM_MAX_ARRAY", "8"),
+            ("FARM_HTTP_URL", "x"),
+            ("FARM_SLURM_", "ignored"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let got = env_overrides("slurm", vars.into_iter());
+        assert_eq!(
+            got,
+            [
+                ("max_array".to_string(), serde_yaml::Value::Number(8.into())),
+                ("partition".to_string(), serde_yaml::Value::String("gpu".into())),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn staging_without_a_root_is_unsupported_and_installation_must_be_configured() {
+        let common = FarmSpec::new("demo").common();
+        let err = common.create_temp_directory("demo", Uuid::new_v4()).await.unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Unsupported);
+        let err = common.installation_metadata("hpc").unwrap_err().to_string();
+        assert!(err.contains("installation.katana_root"), "{err}");
+    }
+}
