@@ -24,6 +24,7 @@ pub mod plugin;
 pub mod registry;
 pub mod request;
 pub mod resources;
+pub mod runner;
 pub mod script;
 pub mod staging;
 pub mod state;
@@ -39,6 +40,7 @@ pub use plugin::{Capabilities, FarmPlugin, FarmPluginExt, RenderedFile, Rendered
 pub use registry::{AdapterFactory, AdapterRegistry};
 pub use request::{JobRequest, RenderType, Repeat};
 pub use resources::{MemorySize, Resources, TimeLimit};
+pub use runner::{CommandOutput, CommandRunner, LocalRunner, SshRunner};
 pub use staging::SharedStaging;
 pub use state::JobState;
 

@@ -1,0 +1,3 @@
+//! HTCondor adapter: submit description files and the condor_* command line.
+//!
+//! Not implemented yet.

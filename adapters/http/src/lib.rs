@@ -1,0 +1,3 @@
+//! Generic HTTP scheduler adapter: our JSON protocol and declarative YAML profiles for other HTTP farms.
+//!
+//! Not implemented yet.

@@ -1,0 +1,3 @@
+//! Slurm adapter: sbatch scripts, the CLI (sbatch, squeue, sacct, scancel) and slurmrestd transports.
+//!
+//! Not implemented yet.
