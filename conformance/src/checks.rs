@@ -38,14 +38,21 @@ impl std::fmt::Debug for Check {
 impl Check {
     /// The sentence naming the check (its doc comment's first line).
     pub fn sentence(&self) -> &'static str {
-        self.doc.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or(self.id)
+        self.doc
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or(self.id)
     }
 
     /// The doc comment after the sentence, unwrapped into one paragraph.
     pub fn details(&self) -> String {
         let mut lines = self.doc.lines().map(str::trim).skip_while(|l| l.is_empty());
         lines.next();
-        lines.filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+        lines
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 
@@ -75,21 +82,30 @@ macro_rules! define_checks {
 /// Ids the farm never issued: one numeric, one textual. Adapters must answer `JobNotFound`
 /// for both (a malformed id names no job either).
 fn unknown_ids() -> [JobId; 2] {
-    [JobId::new("987654321"), JobId::new("farm-conformance-no-such-job")]
+    [
+        JobId::new("987654321"),
+        JobId::new("farm-conformance-no-such-job"),
+    ]
 }
 
-fn expect_kind<T: std::fmt::Debug>(what: &str, result: Result<T, FarmError>, kind: ErrorKind) -> CheckResult {
+fn expect_kind<T: std::fmt::Debug>(
+    what: &str,
+    result: Result<T, FarmError>,
+    kind: ErrorKind,
+) -> CheckResult {
     match result {
         Err(e) if e.kind() == kind => Ok(()),
-        Err(e) => fail!("{what}: expected a {kind} error, got {} error: {e}", e.kind()),
+        Err(e) => fail!(
+            "{what}: expected a {kind} error, got {} error: {e}",
+            e.kind()
+        ),
         Ok(v) => fail!("{what}: expected a {kind} error, got Ok({v:?})"),
     }
 }
 
 /// A probe job that waits (up to 10 minutes) until the file `go` exists, after writing
 /// `started` and optional extra commands.
-fn wait_for_go(h: &Harness, started: &PathBuf, go: &PathBuf) -> Command {
-    let _ = h;
+fn wait_for_go(started: &std::path::Path, go: &std::path::Path) -> Command {
     Harness::sh(
         "echo \"$$\" >> \"$1\"; n=0; while [ ! -e \"$2\" ] && [ \"$n\" -lt 6000 ]; do sleep 0.1; n=$((n+1)); done; [ -e \"$2\" ]",
         &[&started.display().to_string(), &go.display().to_string()],
@@ -385,7 +401,7 @@ define_checks! {
             return Err(Verdict::NotApplicable("needs dependencies to hold a job in Waiting".into()));
         }
         let (started, go) = (h.path("blocker-started"), h.path("go"));
-        let blocker = h.submit(&h.request("blocker", vec![wait_for_go(h, &started, &go)])).await?;
+        let blocker = h.submit(&h.request("blocker", vec![wait_for_go(&started, &go)])).await?;
         let marker = h.path("dependent-ran");
         let mut dep = h.request("dependent", vec![Harness::sh("touch \"$1\"", &[&marker.display().to_string()])]);
         dep.depends_on = vec![blocker.clone()];
@@ -462,7 +478,7 @@ define_checks! {
             return Err(Verdict::NotApplicable("needs stop to make a cancelled job".into()));
         }
         let (started, go) = (h.path("started"), h.path("go"));
-        let id = h.submit(&h.request("cancel-then-start", vec![wait_for_go(h, &started, &go)])).await?;
+        let id = h.submit(&h.request("cancel-then-start", vec![wait_for_go(&started, &go)])).await?;
         h.wait_file(&started).await?;
         h.farm().stop(&id).await.context("stop")?;
         let first = h.expect_end(&id, JobState::Cancelled).await?;
@@ -482,7 +498,7 @@ define_checks! {
     ["start"]
     async fn starting_a_running_job_changes_nothing(h) {
         let (started, go) = (h.path("started"), h.path("go"));
-        let id = h.submit(&h.request("start-running", vec![wait_for_go(h, &started, &go)])).await?;
+        let id = h.submit(&h.request("start-running", vec![wait_for_go(&started, &go)])).await?;
         h.wait_file(&started).await?;
         let before = h.wait_state(&id, JobState::Running).await?;
         if !h.caps().start {
@@ -567,7 +583,7 @@ define_checks! {
     ["list_jobs"]
     async fn listing_includes_a_job_just_submitted(h) {
         let (started, go) = (h.path("started"), h.path("go"));
-        let req = h.request("listed", vec![wait_for_go(h, &started, &go)]);
+        let req = h.request("listed", vec![wait_for_go(&started, &go)]);
         let id = h.submit(&req).await?;
         let filter = JobFilter { tag: Some(run_tag(h.run_id())), ..Default::default() };
         if !h.caps().list_jobs {
@@ -848,7 +864,7 @@ define_checks! {
     async fn a_job_the_scheduler_forgets_ends_failed_as_lost(h) {
         let control = h.control()?;
         let (started, go) = (h.path("started"), h.path("go"));
-        let id = h.submit(&h.request("forgotten", vec![wait_for_go(h, &started, &go)])).await?;
+        let id = h.submit(&h.request("forgotten", vec![wait_for_go(&started, &go)])).await?;
         h.wait_file(&started).await?;
         h.wait_state(&id, JobState::Running).await?;
         control.forget(&id).await;
@@ -904,7 +920,7 @@ define_checks! {
     ["dependencies"]
     async fn a_dependent_job_waits_for_its_dependency(h) {
         let (started, go, out) = (h.path("started"), h.path("go"), h.path("blocker-done"));
-        let blocker_cmds = vec![wait_for_go(h, &started, &go), Harness::sh("touch \"$1\"", &[&out.display().to_string()])];
+        let blocker_cmds = vec![wait_for_go(&started, &go), Harness::sh("touch \"$1\"", &[&out.display().to_string()])];
         let blocker = h.submit(&h.request("blocker", blocker_cmds)).await?;
         let mut dep = h.request("dependent", vec![Harness::sh("[ -e \"$1\" ]", &[&out.display().to_string()])]);
         dep.depends_on = vec![blocker.clone()];

@@ -160,7 +160,11 @@ pub struct Harness {
 
 impl Harness {
     /// A harness for check `check_id` of run `run_id`; creates its scratch directory.
-    pub fn new(test_farm: &TestFarm, run_id: Uuid, check_id: &'static str) -> std::io::Result<Harness> {
+    pub fn new(
+        test_farm: &TestFarm,
+        run_id: Uuid,
+        check_id: &'static str,
+    ) -> std::io::Result<Harness> {
         let scratch = test_farm
             .settings
             .shared_dir
@@ -217,14 +221,20 @@ impl Harness {
 
     /// A request tagged with the run id and named after the check, running `commands`.
     pub fn request(&self, label: &str, commands: Vec<Command>) -> JobRequest {
-        let mut request = JobRequest::new(format!("conformance-{}-{label}", self.check_id), commands);
+        let mut request =
+            JobRequest::new(format!("conformance-{}-{label}", self.check_id), commands);
         request.tags.push(run_tag(self.run_id));
         request
     }
 
     /// `/bin/sh -c SCRIPT sh ARGS...`: a POSIX shell probe, its arguments passed as argv.
     pub fn sh(script: &str, args: &[&str]) -> Command {
-        let mut argv = vec!["/bin/sh".to_owned(), "-c".to_owned(), script.to_owned(), "sh".to_owned()];
+        let mut argv = vec![
+            "/bin/sh".to_owned(),
+            "-c".to_owned(),
+            script.to_owned(),
+            "sh".to_owned(),
+        ];
         argv.extend(args.iter().map(|a| (*a).to_owned()));
         Command::Argv(argv)
     }
@@ -279,7 +289,10 @@ impl Harness {
         self.wait_for(&format!("job {id} to be {state}"), || async {
             match self.farm.job(id).await {
                 Ok(job) if job.state == state => Ok(Some(job)),
-                Ok(job) => Err(format!("{} ({:?}, reason {:?})", job.state, job.native_state, job.reason)),
+                Ok(job) => Err(format!(
+                    "{} ({:?}, reason {:?})",
+                    job.state, job.native_state, job.reason
+                )),
                 Err(e) => Err(format!("error: {e}")),
             }
         })

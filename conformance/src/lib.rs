@@ -20,7 +20,9 @@ pub mod report;
 pub mod simulator;
 
 pub use checks::{CHECKS, Check};
-pub use harness::{CheckResult, Context, Harness, SchedulerControl, SuiteSettings, TestFarm, Verdict};
+pub use harness::{
+    CheckResult, Context, Harness, SchedulerControl, SuiteSettings, TestFarm, Verdict,
+};
 pub use report::{CheckReport, Outcome, Report, Selection, markdown_reference, run_all, run_check};
 
 use std::future::Future;
@@ -52,7 +54,11 @@ where
 /// Panics unless `listed` names every check exactly once (keeps [`suite!`] complete).
 pub fn assert_lists_every_check(listed: &[&str]) {
     let all: Vec<&str> = CHECKS.iter().map(|c| c.id).collect();
-    assert_eq!(listed, all.as_slice(), "suite! must list every check, in order");
+    assert_eq!(
+        listed,
+        all.as_slice(),
+        "suite! must list every check, in order"
+    );
 }
 
 /// Expands to one `#[tokio::test]` per check against the farm an async factory builds.

@@ -62,7 +62,10 @@ pub struct Report {
 impl Report {
     /// Number of checks with this outcome label.
     pub fn count(&self, label: &str) -> usize {
-        self.checks.iter().filter(|c| c.outcome.label() == label).count()
+        self.checks
+            .iter()
+            .filter(|c| c.outcome.label() == label)
+            .count()
     }
 
     /// True when no check failed.
@@ -94,12 +97,19 @@ impl Report {
         }
         for c in &self.checks {
             match &c.outcome {
-                Outcome::Failed(msg) => out.push_str(&format!("\nFAILED {}: {}\n  {msg}\n", c.id, c.sentence)),
+                Outcome::Failed(msg) => {
+                    out.push_str(&format!("\nFAILED {}: {}\n  {msg}\n", c.id, c.sentence))
+                }
                 Outcome::NotApplicable(msg) => out.push_str(&format!("\nn/a    {}: {msg}\n", c.id)),
                 Outcome::Passed => {}
             }
         }
-        out.push_str(&format!("\n{} ({}): {}\n", self.adapter, self.run_id, self.summary()));
+        out.push_str(&format!(
+            "\n{} ({}): {}\n",
+            self.adapter,
+            self.run_id,
+            self.summary()
+        ));
         out
     }
 
@@ -179,8 +189,13 @@ pub async fn run_check(farm: &TestFarm, run_id: Uuid, check: &Check) -> CheckRep
             let result = tokio::time::timeout(farm.settings.check_timeout, run).await;
             harness.cleanup().await;
             match result {
-                Err(_) => Outcome::Failed(format!("the check did not finish within {:?}", farm.settings.check_timeout)),
-                Ok(Err(panic)) => Outcome::Failed(format!("the check panicked: {}", panic_message(&panic))),
+                Err(_) => Outcome::Failed(format!(
+                    "the check did not finish within {:?}",
+                    farm.settings.check_timeout
+                )),
+                Ok(Err(panic)) => {
+                    Outcome::Failed(format!("the check panicked: {}", panic_message(&panic)))
+                }
                 Ok(Ok(Ok(()))) => Outcome::Passed,
                 Ok(Ok(Err(Verdict::Fail(msg)))) => Outcome::Failed(msg),
                 Ok(Ok(Err(Verdict::NotApplicable(msg)))) => Outcome::NotApplicable(msg),
@@ -241,7 +256,10 @@ pub fn markdown_reference() -> String {
          marked *fault injection* need a simulated scheduler and report *not applicable* \
          against a real one.\n\n",
     );
-    out.push_str(&format!("{} checks.\n\n| Check | Selected by | Asserts |\n|---|---|---|\n", CHECKS.len()));
+    out.push_str(&format!(
+        "{} checks.\n\n| Check | Selected by | Asserts |\n|---|---|---|\n",
+        CHECKS.len()
+    ));
     for c in CHECKS {
         out.push_str(&format!(
             "| **{}**<br>`{}` | {} | {} |\n",

@@ -18,8 +18,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use farm_core::exec::{ExecOptions, TaskOutcome, run_task};
 use farm_core::{
-    Capabilities, Command, CommonSettings, FarmError, FarmPlugin, InstallationMetadata, Job, JobFilter, JobId,
-    JobRequest, JobState, LogChunk, Progress, RenderedJob, Result, now_millis,
+    Capabilities, Command, CommonSettings, FarmError, FarmPlugin, InstallationMetadata, Job,
+    JobFilter, JobId, JobRequest, JobState, LogChunk, Progress, RenderedJob, Result, now_millis,
 };
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -131,54 +131,156 @@ pub enum Flaw {
 
 /// Which check each flaw is aimed at: the suite's own tests require that check to fail.
 pub const FLAW_TARGETS: &[(Flaw, &str)] = &[
-    (Flaw::InvisibleAfterSubmit, "a_submitted_job_is_visible_at_once"),
+    (
+        Flaw::InvisibleAfterSubmit,
+        "a_submitted_job_is_visible_at_once",
+    ),
     (Flaw::SuccessReportedAsFailed, "a_successful_job_completes"),
     (Flaw::ForgetsFinishedJobs, "a_successful_job_completes"),
-    (Flaw::NonzeroExitCompletes, "a_nonzero_exit_fails_with_the_exit_code_in_the_reason"),
-    (Flaw::ReasonOmitsExitCode, "a_nonzero_exit_fails_with_the_exit_code_in_the_reason"),
+    (
+        Flaw::NonzeroExitCompletes,
+        "a_nonzero_exit_fails_with_the_exit_code_in_the_reason",
+    ),
+    (
+        Flaw::ReasonOmitsExitCode,
+        "a_nonzero_exit_fails_with_the_exit_code_in_the_reason",
+    ),
     (Flaw::CommandsRunInReverse, "commands_run_in_order"),
-    (Flaw::RunsAllCommandsDespiteFailure, "commands_stop_at_the_first_failure"),
-    (Flaw::LosesEnvironmentQuoting, "environment_values_arrive_exactly"),
+    (
+        Flaw::RunsAllCommandsDespiteFailure,
+        "commands_stop_at_the_first_failure",
+    ),
+    (
+        Flaw::LosesEnvironmentQuoting,
+        "environment_values_arrive_exactly",
+    ),
     (Flaw::ArgvJoinedWithSpaces, "argv_elements_arrive_exactly"),
-    (Flaw::IgnoresWorkingDirectory, "the_working_directory_is_honoured"),
+    (
+        Flaw::IgnoresWorkingDirectory,
+        "the_working_directory_is_honoured",
+    ),
     (Flaw::SkipsLastChunk, "every_frame_runs_with_its_chunk"),
     (Flaw::LastChunkDecidesState, "a_failed_frame_fails_the_job"),
-    (Flaw::StopLeavesProcessesRunning, "stopping_a_running_job_cancels_it_and_kills_its_processes"),
-    (Flaw::StopIgnoredWhileWaiting, "stopping_a_waiting_job_cancels_it_before_it_runs"),
-    (Flaw::StopOverwritesFinishedState, "stopping_a_finished_job_is_a_no_op"),
-    (Flaw::StartIgnoresFinishedJobs, "starting_a_failed_job_runs_a_new_attempt"),
-    (Flaw::StartKeepsAttemptNumber, "starting_a_cancelled_job_runs_it_again"),
-    (Flaw::StartRestartsRunningJobs, "starting_a_running_job_changes_nothing"),
-    (Flaw::UnknownIdInJobIsGenericError, "an_unknown_id_gives_job_not_found_from_job"),
-    (Flaw::UnknownIdInStopSucceeds, "an_unknown_id_gives_job_not_found_from_stop"),
-    (Flaw::UnknownIdInStartIsGenericError, "an_unknown_id_gives_job_not_found_from_start"),
-    (Flaw::UnknownIdInLogFilenameIsNone, "an_unknown_id_gives_job_not_found_from_render_log_filename"),
-    (Flaw::UnknownIdInReadLogIsEmpty, "an_unknown_id_gives_job_not_found_from_read_log"),
-    (Flaw::ListOmitsUnfinishedJobs, "listing_includes_a_job_just_submitted"),
+    (
+        Flaw::StopLeavesProcessesRunning,
+        "stopping_a_running_job_cancels_it_and_kills_its_processes",
+    ),
+    (
+        Flaw::StopIgnoredWhileWaiting,
+        "stopping_a_waiting_job_cancels_it_before_it_runs",
+    ),
+    (
+        Flaw::StopOverwritesFinishedState,
+        "stopping_a_finished_job_is_a_no_op",
+    ),
+    (
+        Flaw::StartIgnoresFinishedJobs,
+        "starting_a_failed_job_runs_a_new_attempt",
+    ),
+    (
+        Flaw::StartKeepsAttemptNumber,
+        "starting_a_cancelled_job_runs_it_again",
+    ),
+    (
+        Flaw::StartRestartsRunningJobs,
+        "starting_a_running_job_changes_nothing",
+    ),
+    (
+        Flaw::UnknownIdInJobIsGenericError,
+        "an_unknown_id_gives_job_not_found_from_job",
+    ),
+    (
+        Flaw::UnknownIdInStopSucceeds,
+        "an_unknown_id_gives_job_not_found_from_stop",
+    ),
+    (
+        Flaw::UnknownIdInStartIsGenericError,
+        "an_unknown_id_gives_job_not_found_from_start",
+    ),
+    (
+        Flaw::UnknownIdInLogFilenameIsNone,
+        "an_unknown_id_gives_job_not_found_from_render_log_filename",
+    ),
+    (
+        Flaw::UnknownIdInReadLogIsEmpty,
+        "an_unknown_id_gives_job_not_found_from_read_log",
+    ),
+    (
+        Flaw::ListOmitsUnfinishedJobs,
+        "listing_includes_a_job_just_submitted",
+    ),
     (Flaw::ListIgnoresStateFilter, "listing_filters_by_state"),
     (Flaw::ListMatchesNamePrefixes, "listing_filters_by_name"),
     (Flaw::ListIgnoresTagFilter, "listing_filters_by_tag"),
     (Flaw::LogDropsStderr, "the_render_log_holds_the_output"),
-    (Flaw::LogWrittenOnlyAtEnd, "the_render_log_grows_while_running"),
-    (Flaw::ReadLogIgnoresOffset, "the_render_log_grows_while_running"),
-    (Flaw::ReadLogCompleteTooEarly, "the_render_log_grows_while_running"),
-    (Flaw::TempDirectoryPerCall, "the_temp_directory_is_stable_per_render_context"),
+    (
+        Flaw::LogWrittenOnlyAtEnd,
+        "the_render_log_grows_while_running",
+    ),
+    (
+        Flaw::ReadLogIgnoresOffset,
+        "the_render_log_grows_while_running",
+    ),
+    (
+        Flaw::ReadLogCompleteTooEarly,
+        "the_render_log_grows_while_running",
+    ),
+    (
+        Flaw::TempDirectoryPerCall,
+        "the_temp_directory_is_stable_per_render_context",
+    ),
     (Flaw::CopyTruncatesFiles, "copied_render_files_are_readable"),
-    (Flaw::CopySkipsMissingFiles, "copying_a_missing_file_is_a_clear_error"),
-    (Flaw::DuplicatesOnResubmit, "submitting_a_render_context_twice_gives_one_job"),
-    (Flaw::ForgottenJobsCompleted, "a_job_the_scheduler_forgets_ends_failed_as_lost"),
-    (Flaw::ForgottenJobsStayRunning, "a_job_the_scheduler_forgets_ends_failed_as_lost"),
-    (Flaw::GarbageReadAsCompleted, "garbage_from_the_scheduler_is_an_error_not_a_state"),
+    (
+        Flaw::CopySkipsMissingFiles,
+        "copying_a_missing_file_is_a_clear_error",
+    ),
+    (
+        Flaw::DuplicatesOnResubmit,
+        "submitting_a_render_context_twice_gives_one_job",
+    ),
+    (
+        Flaw::ForgottenJobsCompleted,
+        "a_job_the_scheduler_forgets_ends_failed_as_lost",
+    ),
+    (
+        Flaw::ForgottenJobsStayRunning,
+        "a_job_the_scheduler_forgets_ends_failed_as_lost",
+    ),
+    (
+        Flaw::GarbageReadAsCompleted,
+        "garbage_from_the_scheduler_is_an_error_not_a_state",
+    ),
     (Flaw::NoReplyTimeout, "a_silent_scheduler_gives_unavailable"),
-    (Flaw::IgnoresDependencies, "a_dependent_job_waits_for_its_dependency"),
-    (Flaw::RunsDependentsOfFailedJobs, "a_job_depending_on_a_failed_job_never_runs"),
+    (
+        Flaw::IgnoresDependencies,
+        "a_dependent_job_waits_for_its_dependency",
+    ),
+    (
+        Flaw::RunsDependentsOfFailedJobs,
+        "a_job_depending_on_a_failed_job_never_runs",
+    ),
     (Flaw::RenderEmbedsTimestamp, "rendering_is_deterministic"),
-    (Flaw::RenderSkipsValidation, "rendering_an_invalid_request_names_the_field"),
-    (Flaw::SubmitSkipsValidation, "invalid_requests_never_reach_the_scheduler"),
-    (Flaw::SubmitSendsDifferentPayload, "submit_sends_what_render_returns"),
+    (
+        Flaw::RenderSkipsValidation,
+        "rendering_an_invalid_request_names_the_field",
+    ),
+    (
+        Flaw::SubmitSkipsValidation,
+        "invalid_requests_never_reach_the_scheduler",
+    ),
+    (
+        Flaw::SubmitSendsDifferentPayload,
+        "submit_sends_what_render_returns",
+    ),
     (Flaw::NoJobTimes, "finished_jobs_carry_ordered_times"),
-    (Flaw::InstallationErrorIsNotConfig, "installation_metadata_is_resolved_or_clearly_missing"),
-    (Flaw::ActsWithoutCapabilities, "an_unknown_id_gives_job_not_found_from_stop"),
+    (
+        Flaw::InstallationErrorIsNotConfig,
+        "installation_metadata_is_resolved_or_clearly_missing",
+    ),
+    (
+        Flaw::ActsWithoutCapabilities,
+        "an_unknown_id_gives_job_not_found_from_stop",
+    ),
 ];
 
 /// How the simulated farm behaves.
@@ -319,7 +421,10 @@ fn reply_err(kind: &str, message: impl Into<String>) -> String {
 impl SimScheduler {
     fn new(config: Arc<SimulatorConfig>, log_dir: PathBuf) -> SimScheduler {
         SimScheduler {
-            state: Arc::new(Mutex::new(SchedState { next_id: 1, ..Default::default() })),
+            state: Arc::new(Mutex::new(SchedState {
+                next_id: 1,
+                ..Default::default()
+            })),
             slots: Arc::new(tokio::sync::Semaphore::new(config.slots.max(1))),
             config,
             log_dir,
@@ -352,7 +457,11 @@ impl SimScheduler {
             std::future::pending::<()>().await;
         }
         let reply = self.answer(call);
-        if garble { "<html>502 Bad Gateway \u{0} {\"ok\":".to_owned() } else { reply }
+        if garble {
+            "<html>502 Bad Gateway \u{0} {\"ok\":".to_owned()
+        } else {
+            reply
+        }
     }
 
     fn answer(&self, call: Call) -> String {
@@ -362,7 +471,13 @@ impl SimScheduler {
                 Some(n) => reply_ok(&self.lock().jobs[&n].native),
                 None => reply_err("not_found", format!("no job {id}")),
             },
-            Call::List => reply_ok(self.lock().jobs.values().map(|j| j.native.clone()).collect::<Vec<_>>()),
+            Call::List => reply_ok(
+                self.lock()
+                    .jobs
+                    .values()
+                    .map(|j| j.native.clone())
+                    .collect::<Vec<_>>(),
+            ),
             Call::Stop { id } => self.stop(&id),
             Call::Start { id } => self.start(&id),
             Call::ReadLog { id, offset } => self.read_log(&id, offset),
@@ -388,7 +503,11 @@ impl SimScheduler {
             return reply_ok(existing.to_string());
         }
         for (i, dep) in request.depends_on.iter().enumerate() {
-            let known = dep.as_str().parse::<u64>().ok().is_some_and(|n| st.jobs.contains_key(&n));
+            let known = dep
+                .as_str()
+                .parse::<u64>()
+                .ok()
+                .is_some_and(|n| st.jobs.contains_key(&n));
             if !known {
                 return reply_err("invalid", format!("depends_on[{i}]: no job {dep}"));
             }
@@ -404,7 +523,11 @@ impl SimScheduler {
             submitted_ms: now_millis(),
             started_ms: None,
             ended_ms: None,
-            log: self.log_dir.join(format!("{n}.1.log")).display().to_string(),
+            log: self
+                .log_dir
+                .join(format!("{n}.1.log"))
+                .display()
+                .to_string(),
             render_context: request.render_context,
             tags: request.tags.clone(),
             frames_done: 0,
@@ -412,7 +535,15 @@ impl SimScheduler {
         };
         let cancel = CancellationToken::new();
         st.by_context.insert(request.render_context, n);
-        st.jobs.insert(n, SimJob { request, native, cancel: cancel.clone(), stopping: false });
+        st.jobs.insert(
+            n,
+            SimJob {
+                request,
+                native,
+                cancel: cancel.clone(),
+                stopping: false,
+            },
+        );
         drop(st);
         tokio::spawn(self.clone().run_attempt(n, 1, cancel));
         reply_ok(n.to_string())
@@ -450,11 +581,17 @@ impl SimScheduler {
         let mut st = self.lock();
         let job = st.jobs.get_mut(&n).expect("found");
         let terminal = is_native_terminal(&job.native.status);
-        if (!terminal && !self.flawed(Flaw::StartRestartsRunningJobs)) || (terminal && self.flawed(Flaw::StartIgnoresFinishedJobs)) {
+        if (!terminal && !self.flawed(Flaw::StartRestartsRunningJobs))
+            || (terminal && self.flawed(Flaw::StartIgnoresFinishedJobs))
+        {
             return reply_ok(id);
         }
         job.cancel.cancel();
-        let attempt = if self.flawed(Flaw::StartKeepsAttemptNumber) { job.native.attempt } else { job.native.attempt + 1 };
+        let attempt = if self.flawed(Flaw::StartKeepsAttemptNumber) {
+            job.native.attempt
+        } else {
+            job.native.attempt + 1
+        };
         let cancel = CancellationToken::new();
         job.cancel = cancel.clone();
         job.stopping = false;
@@ -464,7 +601,11 @@ impl SimScheduler {
         job.native.started_ms = None;
         job.native.ended_ms = None;
         job.native.frames_done = 0;
-        job.native.log = self.log_dir.join(format!("{n}.{attempt}.log")).display().to_string();
+        job.native.log = self
+            .log_dir
+            .join(format!("{n}.{attempt}.log"))
+            .display()
+            .to_string();
         drop(st);
         tokio::spawn(self.clone().run_attempt(n, attempt, cancel));
         reply_ok(id)
@@ -477,10 +618,17 @@ impl SimScheduler {
         let (path, terminal) = {
             let st = self.lock();
             let job = &st.jobs[&n];
-            (job.native.log.clone(), is_native_terminal(&job.native.status))
+            (
+                job.native.log.clone(),
+                is_native_terminal(&job.native.status),
+            )
         };
         let bytes = std::fs::read(&path).unwrap_or_default();
-        let from = if self.flawed(Flaw::ReadLogIgnoresOffset) { 0 } else { (offset as usize).min(bytes.len()) };
+        let from = if self.flawed(Flaw::ReadLogIgnoresOffset) {
+            0
+        } else {
+            (offset as usize).min(bytes.len())
+        };
         let complete = terminal || self.flawed(Flaw::ReadLogCompleteTooEarly);
         reply_ok(NativeLog {
             data: String::from_utf8_lossy(&bytes[from..]).into_owned(),
@@ -518,7 +666,9 @@ impl SimScheduler {
         }
         // Dependencies: wait until all are DONE; fail for good if one cannot succeed.
         loop {
-            let Some(request) = self.lock().jobs.get(&n).map(|j| j.request.clone()) else { return };
+            let Some(request) = self.lock().jobs.get(&n).map(|j| j.request.clone()) else {
+                return;
+            };
             if request.depends_on.is_empty() || self.flawed(Flaw::IgnoresDependencies) {
                 break;
             }
@@ -527,7 +677,12 @@ impl SimScheduler {
             {
                 let st = self.lock();
                 for dep in &request.depends_on {
-                    let status = dep.as_str().parse::<u64>().ok().and_then(|d| st.jobs.get(&d)).map(|j| j.native.status.clone());
+                    let status = dep
+                        .as_str()
+                        .parse::<u64>()
+                        .ok()
+                        .and_then(|d| st.jobs.get(&d))
+                        .map(|j| j.native.status.clone());
                     match status.as_deref() {
                         Some("DONE") => {}
                         Some("ERROR" | "KILLED") | None => broken = Some(dep.clone()),
@@ -550,8 +705,21 @@ impl SimScheduler {
                 () = cancel.cancelled() => { return finish("KILLED", Some("stopped while waiting on dependencies".into())) }
             }
         }
-        let Some(request) = self.lock().jobs.get(&n).map(|j| self.effective_request(&j.request)) else { return };
-        let log = PathBuf::from(self.lock().jobs.get(&n).map(|j| j.native.log.clone()).unwrap_or_default());
+        let Some(request) = self
+            .lock()
+            .jobs
+            .get(&n)
+            .map(|j| self.effective_request(&j.request))
+        else {
+            return;
+        };
+        let log = PathBuf::from(
+            self.lock()
+                .jobs
+                .get(&n)
+                .map(|j| j.native.log.clone())
+                .unwrap_or_default(),
+        );
         if !self.update(n, attempt, |job| {
             job.native.status = "RUNNING".into();
             if !self.flawed(Flaw::NoJobTimes) {
@@ -567,9 +735,15 @@ impl SimScheduler {
         let mut set = tokio::task::JoinSet::new();
         for task in tasks {
             let (sched, request, cancel) = (self.clone(), request.clone(), cancel.clone());
-            let log = if self.flawed(Flaw::LogWrittenOnlyAtEnd) { log.with_extension(format!("pending.{}", task.index)) } else { log.clone() };
+            let log = if self.flawed(Flaw::LogWrittenOnlyAtEnd) {
+                log.with_extension(format!("pending.{}", task.index))
+            } else {
+                log.clone()
+            };
             set.spawn(async move {
-                let Ok(_permit) = sched.slots.clone().acquire_owned().await else { return (task.index, TaskOutcome::Cancelled, 0) };
+                let Ok(_permit) = sched.slots.clone().acquire_owned().await else {
+                    return (task.index, TaskOutcome::Cancelled, 0);
+                };
                 if cancel.is_cancelled() {
                     return (task.index, TaskOutcome::Cancelled, 0);
                 }
@@ -580,7 +754,9 @@ impl SimScheduler {
         }
         let mut outcomes = Vec::new();
         while let Some(joined) = set.join_next().await {
-            let Ok((index, outcome, frames)) = joined else { continue };
+            let Ok((index, outcome, frames)) = joined else {
+                continue;
+            };
             if outcome == TaskOutcome::Succeeded {
                 self.update(n, attempt, |job| job.native.frames_done += frames);
             }
@@ -592,7 +768,11 @@ impl SimScheduler {
                 let part = log.with_extension(format!("pending.{index}"));
                 if let Ok(bytes) = std::fs::read(&part) {
                     use std::io::Write;
-                    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&log) {
+                    if let Ok(mut f) = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&log)
+                    {
                         let _ = f.write_all(&bytes);
                     }
                     let _ = std::fs::remove_file(part);
@@ -608,7 +788,10 @@ impl SimScheduler {
         if stopping || decisive.iter().any(|o| **o == TaskOutcome::Cancelled) {
             return finish("KILLED", Some("stopped".into()));
         }
-        if let Some(TaskOutcome::Failed { reason, .. }) = decisive.iter().find(|o| matches!(o, TaskOutcome::Failed { .. })) {
+        if let Some(TaskOutcome::Failed { reason, .. }) = decisive
+            .iter()
+            .find(|o| matches!(o, TaskOutcome::Failed { .. }))
+        {
             if self.flawed(Flaw::NonzeroExitCompletes) {
                 return finish("DONE", None);
             }
@@ -620,14 +803,25 @@ impl SimScheduler {
         finish("DONE", None);
     }
 
-    async fn run_one_task(&self, request: &JobRequest, task: &farm_core::Task, log: &std::path::Path, cancel: CancellationToken) -> TaskOutcome {
-        let options = ExecOptions { grace: Duration::from_secs(2), ..Default::default() };
+    async fn run_one_task(
+        &self,
+        request: &JobRequest,
+        task: &farm_core::Task,
+        log: &std::path::Path,
+        cancel: CancellationToken,
+    ) -> TaskOutcome {
+        let options = ExecOptions {
+            grace: Duration::from_secs(2),
+            ..Default::default()
+        };
         if self.flawed(Flaw::RunsAllCommandsDespiteFailure) {
             let mut first_failure = None;
             for command in &request.commands {
                 let mut single = request.clone();
                 single.commands = vec![command.clone()];
-                let outcome = run_task(&single, task, log, cancel.clone(), &options).await.unwrap_or(TaskOutcome::Cancelled);
+                let outcome = run_task(&single, task, log, cancel.clone(), &options)
+                    .await
+                    .unwrap_or(TaskOutcome::Cancelled);
                 if outcome != TaskOutcome::Succeeded && first_failure.is_none() {
                     first_failure = Some(outcome);
                 }
@@ -636,7 +830,10 @@ impl SimScheduler {
         }
         match run_task(request, task, log, cancel, &options).await {
             Ok(outcome) => outcome,
-            Err(e) => TaskOutcome::Failed { reason: format!("cannot write the log {}: {e}", log.display()), exit_code: None },
+            Err(e) => TaskOutcome::Failed {
+                reason: format!("cannot write the log {}: {e}", log.display()),
+                exit_code: None,
+            },
         }
     }
 
@@ -648,7 +845,11 @@ impl SimScheduler {
         }
         if self.flawed(Flaw::LosesEnvironmentQuoting) {
             for value in r.environment.values_mut() {
-                *value = value.replace(['\'', '"'], "").split_whitespace().collect::<Vec<_>>().join(" ");
+                *value = value
+                    .replace(['\'', '"'], "")
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ");
             }
         }
         if self.flawed(Flaw::IgnoresWorkingDirectory) {
@@ -663,7 +864,12 @@ impl SimScheduler {
                     if self.flawed(Flaw::ArgvJoinedWithSpaces) {
                         Command::Shell(argv.join(" "))
                     } else {
-                        let mut wrapped: Vec<String> = vec!["/bin/sh".into(), "-c".into(), "exec 2>/dev/null; exec \"$@\"".into(), "sh".into()];
+                        let mut wrapped: Vec<String> = vec![
+                            "/bin/sh".into(),
+                            "-c".into(),
+                            "exec 2>/dev/null; exec \"$@\"".into(),
+                            "sh".into(),
+                        ];
                         wrapped.extend(argv);
                         Command::Argv(wrapped.into_iter().map(|a| a.replace('{', "{{")).collect())
                     }
@@ -696,7 +902,9 @@ pub struct SimFarm {
 
 impl std::fmt::Debug for SimFarm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SimFarm").field("flaws", &self.config.flaws).finish()
+        f.debug_struct("SimFarm")
+            .field("flaws", &self.config.flaws)
+            .finish()
     }
 }
 
@@ -751,7 +959,10 @@ impl SimFarm {
     /// `FarmError`s.
     async fn send<T: serde::de::DeserializeOwned>(&self, call: Call) -> Result<T> {
         let id = match &call {
-            Call::Get { id } | Call::Stop { id } | Call::Start { id } | Call::ReadLog { id, .. } => Some(id.clone()),
+            Call::Get { id }
+            | Call::Stop { id }
+            | Call::Start { id }
+            | Call::ReadLog { id, .. } => Some(id.clone()),
             _ => None,
         };
         let reply = if self.flawed(Flaw::NoReplyTimeout) {
@@ -759,7 +970,12 @@ impl SimFarm {
         } else {
             tokio::time::timeout(self.config.reply_timeout, self.scheduler.call(call))
                 .await
-                .map_err(|_| FarmError::unavailable(format!("the simulated scheduler did not answer within {:?}", self.config.reply_timeout)))?
+                .map_err(|_| {
+                    FarmError::unavailable(format!(
+                        "the simulated scheduler did not answer within {:?}",
+                        self.config.reply_timeout
+                    ))
+                })?
         };
         #[derive(Deserialize)]
         struct Envelope {
@@ -771,21 +987,27 @@ impl SimFarm {
             kind: String,
             message: String,
         }
-        let envelope: Envelope = serde_json::from_str(&reply).map_err(|e| FarmError::Scheduler {
-            message: format!("unreadable reply from the simulated scheduler: {reply:?}"),
-            source: Some(Box::new(e)),
-        })?;
+        let envelope: Envelope =
+            serde_json::from_str(&reply).map_err(|e| FarmError::Scheduler {
+                message: format!("unreadable reply from the simulated scheduler: {reply:?}"),
+                source: Some(Box::new(e)),
+            })?;
         if let Some(err) = envelope.error {
             return Err(match err.kind.as_str() {
                 "not_found" => FarmError::job_not_found(id.unwrap_or_default()),
                 "invalid" => {
-                    let (field, problem) = err.message.split_once(": ").unwrap_or(("request", &err.message));
+                    let (field, problem) = err
+                        .message
+                        .split_once(": ")
+                        .unwrap_or(("request", &err.message));
                     FarmError::invalid(field, problem)
                 }
                 _ => FarmError::scheduler(err.message),
             });
         }
-        let value = envelope.ok.ok_or_else(|| FarmError::scheduler(format!("reply without result: {reply}")))?;
+        let value = envelope
+            .ok
+            .ok_or_else(|| FarmError::scheduler(format!("reply without result: {reply}")))?;
         serde_json::from_value(value).map_err(|e| FarmError::Scheduler {
             message: format!("unexpected reply shape: {reply}"),
             source: Some(Box::new(e)),
@@ -793,12 +1015,20 @@ impl SimFarm {
     }
 
     fn to_job(&self, native: NativeJob) -> Job {
-        let (state, reason) = match NATIVE_STATES.iter().find(|(word, _)| *word == native.status) {
+        let (state, reason) = match NATIVE_STATES
+            .iter()
+            .find(|(word, _)| *word == native.status)
+        {
             Some((_, state)) => (*state, native.detail.clone()),
-            None => (JobState::Failed, Some(format!("unknown native state {}", native.status))),
+            None => (
+                JobState::Failed,
+                Some(format!("unknown native state {}", native.status)),
+            ),
         };
         let reason = match (state, reason) {
-            (JobState::Failed, Some(r)) if self.flawed(Flaw::ReasonOmitsExitCode) => Some(r.replace("exit code", "status")),
+            (JobState::Failed, Some(r)) if self.flawed(Flaw::ReasonOmitsExitCode) => {
+                Some(r.replace("exit code", "status"))
+            }
             (_, r) => r,
         };
         Job {
@@ -814,12 +1044,20 @@ impl SimFarm {
             render_log_filename: Some(native.log),
             render_context: Some(native.render_context),
             tags: native.tags,
-            progress: Some(Progress { frames_done: native.frames_done, frames_total: native.frames_total }),
+            progress: Some(Progress {
+                frames_done: native.frames_done,
+                frames_total: native.frames_total,
+            }),
         }
     }
 
     fn lost(&self, id: &JobId) -> Option<Job> {
-        if !self.submitted.lock().expect("poisoned").contains(id.as_str()) {
+        if !self
+            .submitted
+            .lock()
+            .expect("poisoned")
+            .contains(id.as_str())
+        {
             return None;
         }
         let mut job = Job::new(id.clone(), "", JobState::Failed);
@@ -835,9 +1073,16 @@ impl SimFarm {
 
     fn payload(&self, request: &JobRequest) -> String {
         if self.flawed(Flaw::RenderEmbedsTimestamp) {
-            return format!("{}\n# rendered at {}", request.to_json(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+            return format!(
+                "{}\n# rendered at {}\n",
+                request.to_json(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0)
+            );
         }
-        request.to_json()
+        format!("{}\n", request.to_json())
     }
 }
 
@@ -852,15 +1097,35 @@ impl FarmPlugin for SimFarm {
     }
 
     async fn create_temp_directory(&self, render_context: Uuid) -> Result<String> {
-        self.require(self.config.capabilities.stage_files, "create_temp_directory")?;
-        let context = if self.flawed(Flaw::TempDirectoryPerCall) { Uuid::new_v4() } else { render_context };
-        self.common.create_temp_directory("simulator", context).await
+        self.require(
+            self.config.capabilities.stage_files,
+            "create_temp_directory",
+        )?;
+        let context = if self.flawed(Flaw::TempDirectoryPerCall) {
+            Uuid::new_v4()
+        } else {
+            render_context
+        };
+        self.common
+            .create_temp_directory("simulator", context)
+            .await
     }
 
-    async fn copy_render_files(&self, files: &[PathBuf], render_context: Uuid) -> Result<BTreeMap<PathBuf, String>> {
+    async fn copy_render_files(
+        &self,
+        files: &[PathBuf],
+        render_context: Uuid,
+    ) -> Result<BTreeMap<PathBuf, String>> {
         self.require(self.config.capabilities.stage_files, "copy_render_files")?;
-        let files: Vec<PathBuf> = if self.flawed(Flaw::CopySkipsMissingFiles) { files.iter().filter(|f| f.exists()).cloned().collect() } else { files.to_vec() };
-        let copies = self.common.copy_render_files("simulator", &files, render_context).await?;
+        let files: Vec<PathBuf> = if self.flawed(Flaw::CopySkipsMissingFiles) {
+            files.iter().filter(|f| f.exists()).cloned().collect()
+        } else {
+            files.to_vec()
+        };
+        let copies = self
+            .common
+            .copy_render_files("simulator", &files, render_context)
+            .await?;
         if self.flawed(Flaw::CopyTruncatesFiles) {
             for copy in copies.values() {
                 if let Ok(bytes) = std::fs::read(copy) {
@@ -873,7 +1138,9 @@ impl FarmPlugin for SimFarm {
 
     async fn installation_metadata(&self) -> Result<InstallationMetadata> {
         match self.common.installation_metadata("simulator") {
-            Err(e) if self.flawed(Flaw::InstallationErrorIsNotConfig) => Err(FarmError::scheduler(e.to_string())),
+            Err(e) if self.flawed(Flaw::InstallationErrorIsNotConfig) => {
+                Err(FarmError::scheduler(e.to_string()))
+            }
             other => other,
         }
     }
@@ -910,7 +1177,9 @@ impl FarmPlugin for SimFarm {
         let reply: Result<NativeJob> = self.send(Call::Get { id: id.to_string() }).await;
         match reply {
             Ok(native) => {
-                if self.flawed(Flaw::InvisibleAfterSubmit) && now_millis() - native.submitted_ms < 2000 {
+                if self.flawed(Flaw::InvisibleAfterSubmit)
+                    && now_millis() - native.submitted_ms < 2000
+                {
                     return Err(FarmError::job_not_found(id));
                 }
                 if self.flawed(Flaw::ForgetsFinishedJobs) && is_native_terminal(&native.status) {
@@ -925,10 +1194,15 @@ impl FarmPlugin for SimFarm {
             }
             Err(FarmError::JobNotFound { .. }) => match self.lost(id) {
                 Some(job) => Ok(job),
-                None if self.flawed(Flaw::UnknownIdInJobIsGenericError) => Err(FarmError::scheduler("request failed")),
+                None if self.flawed(Flaw::UnknownIdInJobIsGenericError) => {
+                    Err(FarmError::scheduler("request failed"))
+                }
                 None => Err(FarmError::job_not_found(id)),
             },
-            Err(e) if self.flawed(Flaw::GarbageReadAsCompleted) && e.kind() == farm_core::ErrorKind::Scheduler => {
+            Err(e)
+                if self.flawed(Flaw::GarbageReadAsCompleted)
+                    && e.kind() == farm_core::ErrorKind::Scheduler =>
+            {
                 Ok(Job::new(id.clone(), "", JobState::Completed))
             }
             Err(e) => Err(e),
@@ -945,31 +1219,60 @@ impl FarmPlugin for SimFarm {
         if self.flawed(Flaw::ListIgnoresTagFilter) {
             effective.tag = None;
         }
-        let prefix = if self.flawed(Flaw::ListMatchesNamePrefixes) { effective.name.take() } else { None };
+        let prefix = if self.flawed(Flaw::ListMatchesNamePrefixes) {
+            effective.name.take()
+        } else {
+            None
+        };
         Ok(natives
             .into_iter()
             .map(|n| self.to_job(n))
             .filter(|j| effective.matches(j))
-            .filter(|j| prefix.as_ref().is_none_or(|p| j.name.starts_with(p.as_str())))
+            .filter(|j| {
+                prefix
+                    .as_ref()
+                    .is_none_or(|p| j.name.starts_with(p.as_str()))
+            })
             .filter(|j| !self.flawed(Flaw::ListOmitsUnfinishedJobs) || j.state.is_terminal())
             .collect())
     }
 
     async fn render_log_filename(&self, id: &JobId) -> Result<Option<String>> {
         self.require(self.config.capabilities.render_log, "render_log_filename")?;
-        match self.send::<NativeJob>(Call::Get { id: id.to_string() }).await {
+        match self
+            .send::<NativeJob>(Call::Get { id: id.to_string() })
+            .await
+        {
             Ok(native) => Ok(Some(native.log)),
-            Err(FarmError::JobNotFound { .. }) if self.flawed(Flaw::UnknownIdInLogFilenameIsNone) => Ok(None),
+            Err(FarmError::JobNotFound { .. })
+                if self.flawed(Flaw::UnknownIdInLogFilenameIsNone) =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(e),
         }
     }
 
     async fn read_log(&self, id: &JobId, offset: u64) -> Result<LogChunk> {
         self.require(self.config.capabilities.read_log, "read_log")?;
-        match self.send::<NativeLog>(Call::ReadLog { id: id.to_string(), offset }).await {
-            Ok(log) => Ok(LogChunk { data: log.data, next_offset: log.next_offset, complete: log.complete }),
+        match self
+            .send::<NativeLog>(Call::ReadLog {
+                id: id.to_string(),
+                offset,
+            })
+            .await
+        {
+            Ok(log) => Ok(LogChunk {
+                data: log.data,
+                next_offset: log.next_offset,
+                complete: log.complete,
+            }),
             Err(FarmError::JobNotFound { .. }) if self.flawed(Flaw::UnknownIdInReadLogIsEmpty) => {
-                Ok(LogChunk { data: String::new(), next_offset: 0, complete: true })
+                Ok(LogChunk {
+                    data: String::new(),
+                    next_offset: 0,
+                    complete: true,
+                })
             }
             Err(e) => Err(e),
         }
@@ -977,9 +1280,16 @@ impl FarmPlugin for SimFarm {
 
     async fn start(&self, id: &JobId) -> Result<JobId> {
         self.require(self.config.capabilities.start, "start")?;
-        match self.send::<String>(Call::Start { id: id.to_string() }).await {
+        match self
+            .send::<String>(Call::Start { id: id.to_string() })
+            .await
+        {
             Ok(id) => Ok(JobId::new(id)),
-            Err(FarmError::JobNotFound { .. }) if self.flawed(Flaw::UnknownIdInStartIsGenericError) => Err(FarmError::scheduler("request failed")),
+            Err(FarmError::JobNotFound { .. })
+                if self.flawed(Flaw::UnknownIdInStartIsGenericError) =>
+            {
+                Err(FarmError::scheduler("request failed"))
+            }
             Err(e) => Err(e),
         }
     }
@@ -988,7 +1298,9 @@ impl FarmPlugin for SimFarm {
         self.require(self.config.capabilities.stop, "stop")?;
         match self.send::<String>(Call::Stop { id: id.to_string() }).await {
             Ok(_) => Ok(()),
-            Err(FarmError::JobNotFound { .. }) if self.flawed(Flaw::UnknownIdInStopSucceeds) => Ok(()),
+            Err(FarmError::JobNotFound { .. }) if self.flawed(Flaw::UnknownIdInStopSucceeds) => {
+                Ok(())
+            }
             Err(e) => Err(e),
         }
     }
@@ -1053,7 +1365,8 @@ pub fn register(registry: &mut farm_core::AdapterRegistry) {
                 installation: spec.installation.clone(),
                 ..SimulatorConfig::default()
             };
-            let farm = SimFarm::new(config).map_err(|e| FarmError::io("cannot create the simulator's state directory", e))?;
+            let farm = SimFarm::new(config)
+                .map_err(|e| FarmError::io("cannot create the simulator's state directory", e))?;
             Ok(Arc::new(farm) as Arc<dyn FarmPlugin>)
         },
     );
@@ -1066,16 +1379,25 @@ mod tests {
     #[test]
     fn every_native_state_maps_and_unknown_words_fail() {
         let farm_words: Vec<&str> = NATIVE_STATES.iter().map(|(w, _)| *w).collect();
-        assert_eq!(farm_words, ["QUEUED", "BLOCKED", "RUNNING", "DONE", "ERROR", "KILLED"]);
+        assert_eq!(
+            farm_words,
+            ["QUEUED", "BLOCKED", "RUNNING", "DONE", "ERROR", "KILLED"]
+        );
         for state in JobState::ALL {
-            assert!(NATIVE_STATES.iter().any(|(_, s)| *s == state), "{state} unreachable");
+            assert!(
+                NATIVE_STATES.iter().any(|(_, s)| *s == state),
+                "{state} unreachable"
+            );
         }
     }
 
     #[test]
     fn every_flaw_targets_a_real_check() {
         for (flaw, id) in FLAW_TARGETS {
-            assert!(crate::checks::find(id).is_some(), "{flaw:?} targets unknown check {id}");
+            assert!(
+                crate::checks::find(id).is_some(),
+                "{flaw:?} targets unknown check {id}"
+            );
         }
     }
 }

@@ -42,7 +42,10 @@ mod without_capabilities {
 
     /// No capability at all: every gated operation must say Unsupported.
     async fn limited_simulator() -> TestFarm {
-        let config = SimulatorConfig { capabilities: Capabilities::default(), ..SimulatorConfig::default() };
+        let config = SimulatorConfig {
+            capabilities: Capabilities::default(),
+            ..SimulatorConfig::default()
+        };
         test_farm(config, Duration::from_secs(30))
     }
 
@@ -50,7 +53,10 @@ mod without_capabilities {
 }
 
 async fn assert_rejected(flaw: Flaw) {
-    let (_, target) = FLAW_TARGETS.iter().find(|(f, _)| *f == flaw).expect("flaw has a target");
+    let (_, target) = FLAW_TARGETS
+        .iter()
+        .find(|(f, _)| *f == flaw)
+        .expect("flaw has a target");
     let check = checks::find(target).expect("target exists");
     let farm = test_farm(SimulatorConfig::with_flaw(flaw), Duration::from_secs(4));
     let report = run_check(&farm, uuid::Uuid::new_v4(), check).await;
@@ -154,6 +160,8 @@ fn the_checks_reference_matches_the_doc_comments() {
             std::fs::write(&path, &expected).expect("write docs/conformance.md");
             return;
         }
-        panic!("docs/conformance.md is out of date: run `FARM_BLESS=1 cargo test -p farm-conformance` or `farm conformance --list --output markdown > docs/conformance.md`");
+        panic!(
+            "docs/conformance.md is out of date: run `FARM_BLESS=1 cargo test -p farm-conformance` or `farm conformance --list --output markdown > docs/conformance.md`"
+        );
     }
 }

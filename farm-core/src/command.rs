@@ -287,10 +287,14 @@ mod tests {
             serde_json::to_string(&cmds).unwrap(),
             r#"[["echo","a b"],{"shell":"echo $X | wc -c"}]"#
         );
-        let err = serde_yaml::from_str::<Command>("echo hi").unwrap_err().to_string();
+        let err = serde_yaml::from_str::<Command>("echo hi")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not shell strings"), "{err}");
         assert!(err.contains(r#"["echo", "hi"]"#), "{err}");
-        let err = serde_yaml::from_str::<Command>("sh: x").unwrap_err().to_string();
+        let err = serde_yaml::from_str::<Command>("sh: x")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown field `sh`"), "{err}");
     }
 

@@ -98,7 +98,11 @@ impl FarmSpec {
         }
         serde_path_to_error::deserialize(value).map_err(|err| {
             let path = err.path().to_string();
-            let at = if path == "." { String::new() } else { format!(".{path}") };
+            let at = if path == "." {
+                String::new()
+            } else {
+                format!(".{path}")
+            };
             FarmError::config(format!("farm {farm_name}: settings{at}: {}", err.inner()))
         })
     }
@@ -153,9 +157,17 @@ impl CommonSettings {
     }
 
     /// `create_temp_directory` through the shared staging root.
-    pub async fn create_temp_directory(&self, adapter: &str, render_context: Uuid) -> Result<String> {
+    pub async fn create_temp_directory(
+        &self,
+        adapter: &str,
+        render_context: Uuid,
+    ) -> Result<String> {
         let staging = self.staging(adapter, "create_temp_directory")?;
-        Ok(staging.create_temp_directory(render_context).await?.display().to_string())
+        Ok(staging
+            .create_temp_directory(render_context)
+            .await?
+            .display()
+            .to_string())
     }
 
     /// `copy_render_files` through the shared staging root.
@@ -189,9 +201,9 @@ impl CommonSettings {
     }
 
     fn staging(&self, adapter: &str, operation: &'static str) -> Result<&SharedStaging> {
-        self.staging
-            .as_ref()
-            .ok_or_else(|| FarmError::unsupported(operation, format!("{adapter} (no staging_root configured)")))
+        self.staging.as_ref().ok_or_else(|| {
+            FarmError::unsupported(operation, format!("{adapter} (no staging_root configured)"))
+        })
     }
 }
 
@@ -199,34 +211,35 @@ impl FarmsConfig {
     /// Parses a farms file, naming the line and field of any error.
     pub fn from_yaml_str(text: &str, origin: &str) -> Result<FarmsConfig> {
         let de = serde_yaml::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(de).map_err(|err| {
-            FarmError::config(format!("{origin}: {}: {}", err.path(), err.inner()))
-        })
+        serde_path_to_error::deserialize(de)
+            .map_err(|err| FarmError::config(format!("{origin}: {}: {}", err.path(), err.inner())))
     }
 
     /// Reads the farms file from `explicit`, else `FARM_CONFIG`, else the user's config
-    /// directory. Returns `None` (and the places looked at) when no file exists and none was
-    /// named explicitly; a named file that is missing is an error.
-    pub fn discover(explicit: Option<&Path>) -> Result<(Option<(PathBuf, FarmsConfig)>, Vec<PathBuf>)> {
-        let named = explicit
-            .map(Path::to_path_buf)
-            .or_else(|| std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()).map(PathBuf::from));
+    /// directory, returning its path and contents. `None` when no file exists and none was
+    /// named; a named file that is missing is an error.
+    pub fn discover(explicit: Option<&Path>) -> Result<Option<(PathBuf, FarmsConfig)>> {
+        let named = explicit.map(Path::to_path_buf).or_else(|| {
+            std::env::var_os(CONFIG_ENV)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        });
         if let Some(path) = named {
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| FarmError::io(format!("cannot read farms file {}", path.display()), e))?;
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                FarmError::io(format!("cannot read farms file {}", path.display()), e)
+            })?;
             let config = FarmsConfig::from_yaml_str(&text, &path.display().to_string())?;
-            return Ok((Some((path.clone(), config)), vec![path]));
+            return Ok(Some((path, config)));
         }
-        let default = default_config_path();
-        let looked = default.iter().cloned().collect();
-        match default {
+        match default_config_path() {
             Some(path) if path.exists() => {
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|e| FarmError::io(format!("cannot read farms file {}", path.display()), e))?;
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    FarmError::io(format!("cannot read farms file {}", path.display()), e)
+                })?;
                 let config = FarmsConfig::from_yaml_str(&text, &path.display().to_string())?;
-                Ok((Some((path, config)), looked))
+                Ok(Some((path, config)))
             }
-            _ => Ok((None, looked)),
+            _ => Ok(None),
         }
     }
 }
@@ -257,20 +270,35 @@ mod tests {
         .unwrap();
         let spec = &cfg.farms["hpc"];
         let s: DemoSettings = spec.settings_as("hpc").unwrap();
-        assert_eq!(s, DemoSettings { partition: "render".into(), max_array: Some(8) });
+        assert_eq!(
+            s,
+            DemoSettings {
+                partition: "render".into(),
+                max_array: Some(8)
+            }
+        );
         assert!(spec.common().can_stage());
 
         let typo = FarmSpec {
             settings: serde_yaml::from_str("{partiton: x}").unwrap(),
             ..FarmSpec::new("demo")
         };
-        let err = typo.settings_as::<DemoSettings>("hpc").unwrap_err().to_string();
-        assert!(err.contains("farm hpc: settings") && err.contains("unknown field `partiton`"), "{err}");
+        let err = typo
+            .settings_as::<DemoSettings>("hpc")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("farm hpc: settings") && err.contains("unknown field `partiton`"),
+            "{err}"
+        );
         let wrong = FarmSpec {
             settings: serde_yaml::from_str("{partition: x, max_array: lots}").unwrap(),
             ..FarmSpec::new("demo")
         };
-        let err = wrong.settings_as::<DemoSettings>("hpc").unwrap_err().to_string();
+        let err = wrong
+            .settings_as::<DemoSettings>("hpc")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("settings.max_array"), "{err}");
     }
 
@@ -279,7 +307,10 @@ mod tests {
         let err = FarmsConfig::from_yaml_str("farms:\n  a:\n    adaptor: slurm\n", "f.yaml")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("f.yaml") && err.contains("farms.a") && err.contains("adaptor"), "{err}");
+        assert!(
+            err.contains("f.yaml") && err.contains("farms.a") && err.contains("adaptor"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -296,7 +327,10 @@ mod tests {
             got,
             [
                 ("max_array".to_string(), serde_yaml::Value::Number(8.into())),
-                ("partition".to_string(), serde_yaml::Value::String("gpu".into())),
+                (
+                    "partition".to_string(),
+                    serde_yaml::Value::String("gpu".into())
+                ),
             ]
         );
     }
@@ -304,7 +338,10 @@ mod tests {
     #[tokio::test]
     async fn staging_without_a_root_is_unsupported_and_installation_must_be_configured() {
         let common = FarmSpec::new("demo").common();
-        let err = common.create_temp_directory("demo", Uuid::new_v4()).await.unwrap_err();
+        let err = common
+            .create_temp_directory("demo", Uuid::new_v4())
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::Unsupported);
         let err = common.installation_metadata("hpc").unwrap_err().to_string();
         assert!(err.contains("installation.katana_root"), "{err}");

@@ -262,7 +262,10 @@ mod tests {
 
     #[test]
     fn chain_keeps_the_native_cause() {
-        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused by 127.0.0.1:6820");
+        let io = std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "refused by 127.0.0.1:6820",
+        );
         let err = FarmError::Unavailable {
             message: "cannot reach slurmrestd".into(),
             source: Some(Box::new(io)),

@@ -122,7 +122,10 @@ async fn run_steps(
         if let Some(dir) = &workdir {
             command.current_dir(dir).env("PWD", dir);
         }
-        let frame_note = step.frame.map(|f| format!(" (frame {f})")).unwrap_or_default();
+        let frame_note = step
+            .frame
+            .map(|f| format!(" (frame {f})"))
+            .unwrap_or_default();
         let mut child = match command.spawn() {
             Ok(child) => child,
             Err(err) => {
@@ -212,9 +215,15 @@ mod tests {
     async fn run(request: &JobRequest, log: &Path) -> TaskOutcome {
         request.validate().unwrap();
         let task = &request.tasks()[0];
-        run_task(request, task, log, CancellationToken::new(), &ExecOptions::default())
-            .await
-            .unwrap()
+        run_task(
+            request,
+            task,
+            log,
+            CancellationToken::new(),
+            &ExecOptions::default(),
+        )
+        .await
+        .unwrap()
     }
 
     #[tokio::test]
@@ -229,7 +238,8 @@ mod tests {
                 argv(&["sh", "-c", "echo never"]),
             ],
         );
-        r.environment.insert("GREETING".into(), "it's \"$(x)\"".into());
+        r.environment
+            .insert("GREETING".into(), "it's \"$(x)\"".into());
         let outcome = run(&r, &log).await;
         assert_eq!(
             outcome,
@@ -250,7 +260,13 @@ mod tests {
         let log = dir.path().join("task.log");
         let mut r = JobRequest::new(
             "t",
-            vec![argv(&["sh", "-c", "printf '%s|%s|%s|%s\\n' \"$1\" \"$FARM_FRAME\" \"$V\" \"$(pwd)\"", "sh", "f{frame}"])],
+            vec![argv(&[
+                "sh",
+                "-c",
+                "printf '%s|%s|%s|%s\\n' \"$1\" \"$FARM_FRAME\" \"$V\" \"$(pwd)\"",
+                "sh",
+                "f{frame}",
+            ])],
         );
         r.frames = Some("7-8".parse().unwrap());
         r.chunk_size = 2;
@@ -293,12 +309,25 @@ mod tests {
             let (r, cancel, log) = (r.clone(), cancel.clone(), dir.path().join("l"));
             tokio::spawn(async move {
                 let task = r.tasks().remove(0);
-                run_task(&r, &task, &log, cancel, &ExecOptions { grace: Duration::from_millis(500), ..Default::default() }).await
+                run_task(
+                    &r,
+                    &task,
+                    &log,
+                    cancel,
+                    &ExecOptions {
+                        grace: Duration::from_millis(500),
+                        ..Default::default()
+                    },
+                )
+                .await
             })
         };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         let grandchild: i32 = loop {
-            if let Some(pid) = std::fs::read_to_string(&pidfile).ok().and_then(|s| s.trim().parse().ok()) {
+            if let Some(pid) = std::fs::read_to_string(&pidfile)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+            {
                 break pid;
             }
             assert!(tokio::time::Instant::now() < deadline, "job never started");
@@ -310,7 +339,10 @@ mod tests {
             std::fs::read_to_string(format!("/proc/{grandchild}/stat")).unwrap_or_default()
         });
         // Either reaped, or a zombie waiting for its (killed) parent's reaper.
-        assert!(gone.as_ref().is_none_or(|stat| stat.contains(") Z ")), "grandchild {grandchild} survived: {gone:?}");
+        assert!(
+            gone.as_ref().is_none_or(|stat| stat.contains(") Z ")),
+            "grandchild {grandchild} survived: {gone:?}"
+        );
     }
 
     #[tokio::test]
@@ -320,7 +352,9 @@ mod tests {
         r.resources.time_limit = Some(crate::resources::TimeLimit::from_secs(1));
         let started = std::time::Instant::now();
         match run(&r, &dir.path().join("l")).await {
-            TaskOutcome::Failed { reason, .. } => assert!(reason.contains("time limit 00:00:01"), "{reason}"),
+            TaskOutcome::Failed { reason, .. } => {
+                assert!(reason.contains("time limit 00:00:01"), "{reason}")
+            }
             other => panic!("{other:?}"),
         }
         assert!(started.elapsed() < Duration::from_secs(20));

@@ -22,9 +22,9 @@ impl InstallationMetadata {
     /// The renderboot to run: the configured one, else `<katana_root>/bin/renderboot` as
     /// Katana itself deduces it.
     pub fn renderboot_command(&self) -> String {
-        self.renderboot_command.clone().unwrap_or_else(|| {
-            format!("{}/bin/renderboot", self.katana_root.trim_end_matches('/'))
-        })
+        self.renderboot_command
+            .clone()
+            .unwrap_or_else(|| format!("{}/bin/renderboot", self.katana_root.trim_end_matches('/')))
     }
 
     /// The metadata with the renderboot command filled in, as Katana receives it.
@@ -42,14 +42,22 @@ mod tests {
 
     #[test]
     fn renderboot_is_deduced_from_the_root_when_absent() {
-        let meta: InstallationMetadata =
-            serde_yaml::from_str("katana_root: /opt/Katana7.0v1/\nrender_plugin_dso_paths: {dl: /opt/3delight/lib}").unwrap();
+        let meta: InstallationMetadata = serde_yaml::from_str(
+            "katana_root: /opt/Katana7.0v1/\nrender_plugin_dso_paths: {dl: /opt/3delight/lib}",
+        )
+        .unwrap();
         assert_eq!(meta.renderboot_command(), "/opt/Katana7.0v1/bin/renderboot");
-        assert_eq!(meta.resolved().renderboot_command.as_deref(), Some("/opt/Katana7.0v1/bin/renderboot"));
+        assert_eq!(
+            meta.resolved().renderboot_command.as_deref(),
+            Some("/opt/Katana7.0v1/bin/renderboot")
+        );
         let explicit = InstallationMetadata {
             renderboot_command: Some("/site/bin/renderboot-wrapper".into()),
             ..meta
         };
-        assert_eq!(explicit.renderboot_command(), "/site/bin/renderboot-wrapper");
+        assert_eq!(
+            explicit.renderboot_command(),
+            "/site/bin/renderboot-wrapper"
+        );
     }
 }

@@ -199,7 +199,12 @@ mod tests {
 
     #[test]
     fn filter_fields_must_all_match() {
-        let j = job("beauty", JobState::Running, &["show:abc", "run:1"], Some(1000));
+        let j = job(
+            "beauty",
+            JobState::Running,
+            &["show:abc", "run:1"],
+            Some(1000),
+        );
         assert!(JobFilter::default().matches(&j));
         let by_state = JobFilter {
             states: vec![JobState::Waiting, JobState::Running],

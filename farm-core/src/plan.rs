@@ -104,7 +104,10 @@ impl JobRequest {
         )];
         env.push((Placeholder::ChunkIndex.env_var(), task.index.to_string()));
         if let Some(frames) = &task.frames {
-            env.push((Placeholder::ChunkFirst.env_var(), frames.first().to_string()));
+            env.push((
+                Placeholder::ChunkFirst.env_var(),
+                frames.first().to_string(),
+            ));
             env.push((Placeholder::ChunkLast.env_var(), frames.last().to_string()));
         }
         if let Some(frame) = frame {
@@ -143,7 +146,9 @@ mod tests {
 
     #[test]
     fn per_frame_steps_repeat_the_command_list_for_each_frame() {
-        let r = req("name: x\ncommands: [[render, 'f{frame}'], [denoise, '{frame}']]\nframes: 1-5\nchunk_size: 2\n");
+        let r = req(
+            "name: x\ncommands: [[render, 'f{frame}'], [denoise, '{frame}']]\nframes: 1-5\nchunk_size: 2\n",
+        );
         let tasks = r.tasks();
         assert_eq!(tasks.len(), 3);
         assert_eq!(r.task_count(), 3);
@@ -174,7 +179,11 @@ mod tests {
         assert_eq!(steps.len(), 1);
         assert_eq!(
             steps[0].argv,
-            ["render", "1009-1010", "6f1c0d9e-3b0a-4c1e-9d55-2f0a5b7c8e91"]
+            [
+                "render",
+                "1009-1010",
+                "6f1c0d9e-3b0a-4c1e-9d55-2f0a5b7c8e91"
+            ]
         );
         assert!(!steps[0].farm_env.iter().any(|(k, _)| *k == "FARM_FRAME"));
     }
@@ -182,11 +191,21 @@ mod tests {
     #[test]
     fn a_request_without_frames_is_one_task_run_once() {
         let r = req("name: x\ncommands: [[a], [b]]\n");
-        assert_eq!(r.tasks(), [Task { index: 0, frames: None }]);
+        assert_eq!(
+            r.tasks(),
+            [Task {
+                index: 0,
+                frames: None
+            }]
+        );
         let steps = r.steps(&r.tasks()[0]);
         assert_eq!(steps.len(), 2);
         assert_eq!(
-            steps[0].farm_env.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+            steps[0]
+                .farm_env
+                .iter()
+                .map(|(k, _)| *k)
+                .collect::<Vec<_>>(),
             ["FARM_RENDER_CONTEXT", "FARM_CHUNK_INDEX"]
         );
     }

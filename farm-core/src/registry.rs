@@ -98,7 +98,11 @@ impl AdapterRegistry {
             let known: Vec<_> = config.farms.keys().cloned().collect();
             FarmError::config(format!(
                 "no farm named {name:?}; configured farms: {}",
-                if known.is_empty() { "(none)".to_owned() } else { known.join(", ") }
+                if known.is_empty() {
+                    "(none)".to_owned()
+                } else {
+                    known.join(", ")
+                }
             ))
         })?;
         self.build(name, spec)
@@ -113,11 +117,26 @@ mod tests {
     fn missing_adapters_are_explained() {
         let mut reg = AdapterRegistry::new();
         reg.mark_unavailable("slurm", "not implemented yet");
-        let err = reg.build("hpc", &FarmSpec::new("slurm")).unwrap_err().to_string();
-        assert_eq!(err, "configuration error: farm hpc: the slurm adapter is not available: not implemented yet");
-        let err = reg.build("x", &FarmSpec::new("pbs")).unwrap_err().to_string();
+        let err = reg
+            .build("hpc", &FarmSpec::new("slurm"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "configuration error: farm hpc: the slurm adapter is not available: not implemented yet"
+        );
+        let err = reg
+            .build("x", &FarmSpec::new("pbs"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown adapter \"pbs\""), "{err}");
-        let err = reg.build_named(&FarmsConfig::default(), "nope").unwrap_err().to_string();
-        assert!(err.contains("no farm named \"nope\"") && err.contains("(none)"), "{err}");
+        let err = reg
+            .build_named(&FarmsConfig::default(), "nope")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no farm named \"nope\"") && err.contains("(none)"),
+            "{err}"
+        );
     }
 }

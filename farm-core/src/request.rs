@@ -141,8 +141,10 @@ impl JobRequest {
     /// Parses JSON, naming the field of any error. Does not validate.
     pub fn from_json_str(text: &str) -> Result<JobRequest> {
         let mut de = serde_json::Deserializer::from_str(text);
-        let request = serde_path_to_error::deserialize(&mut de).map_err(|err| deserialize_error(&err))?;
-        de.end().map_err(|e| FarmError::invalid("(document)", e.to_string()))?;
+        let request =
+            serde_path_to_error::deserialize(&mut de).map_err(|err| deserialize_error(&err))?;
+        de.end()
+            .map_err(|e| FarmError::invalid("(document)", e.to_string()))?;
         Ok(request)
     }
 
@@ -188,7 +190,10 @@ impl JobRequest {
         if self.name.trim().is_empty() {
             bad("name".into(), "must not be empty".into());
         } else if self.name.chars().count() > MAX_NAME_CHARS {
-            bad("name".into(), format!("is longer than {MAX_NAME_CHARS} characters"));
+            bad(
+                "name".into(),
+                format!("is longer than {MAX_NAME_CHARS} characters"),
+            );
         }
 
         if self.commands.is_empty() {
@@ -207,7 +212,10 @@ impl JobRequest {
                     for (j, arg) in argv.iter().enumerate() {
                         let field = format!("{field}[{j}]");
                         if arg.contains('\0') {
-                            bad(field, "contains a NUL byte, which no program can receive".into());
+                            bad(
+                                field,
+                                "contains a NUL byte, which no program can receive".into(),
+                            );
                             continue;
                         }
                         match crate::command::parse_template(arg) {
@@ -232,10 +240,16 @@ impl JobRequest {
         } else if self.chunk_size as usize > MAX_FRAMES {
             bad("chunk_size".into(), format!("must be at most {MAX_FRAMES}"));
         } else if self.frames.is_none() && self.chunk_size != 1 {
-            bad("chunk_size".into(), "is set but the request has no frames".into());
+            bad(
+                "chunk_size".into(),
+                "is set but the request has no frames".into(),
+            );
         }
         if self.frames.is_none() && self.repeat != Repeat::PerFrame {
-            bad("repeat".into(), "is set but the request has no frames".into());
+            bad(
+                "repeat".into(),
+                "is set but the request has no frames".into(),
+            );
         }
 
         for (name, value) in &self.environment {
@@ -244,7 +258,10 @@ impl JobRequest {
                 bad(field.clone(), problem);
             }
             if value.contains('\0') {
-                bad(field, "the value contains a NUL byte, which environments cannot hold".into());
+                bad(
+                    field,
+                    "the value contains a NUL byte, which environments cannot hold".into(),
+                );
             }
         }
 
@@ -257,7 +274,9 @@ impl JobRequest {
                 if !dir.starts_with('/') {
                     bad(
                         field.into(),
-                        format!("{dir:?} is not absolute; a render node cannot resolve a relative path"),
+                        format!(
+                            "{dir:?} is not absolute; a render node cannot resolve a relative path"
+                        ),
                     );
                 }
             }
@@ -266,8 +285,13 @@ impl JobRequest {
         let r = &self.resources;
         for (field, value) in [("resources.cpus", r.cpus), ("resources.gpus", r.gpus)] {
             match value {
-                Some(0) => bad(field.into(), "must be at least 1 (leave it out for none)".into()),
-                Some(n) if n > 100_000 => bad(field.into(), format!("{n} is more than any node has")),
+                Some(0) => bad(
+                    field.into(),
+                    "must be at least 1 (leave it out for none)".into(),
+                ),
+                Some(n) if n > 100_000 => {
+                    bad(field.into(), format!("{n} is more than any node has"))
+                }
                 _ => {}
             }
         }
@@ -275,7 +299,12 @@ impl JobRequest {
         if !PRIORITY_RANGE.contains(&self.priority) {
             bad(
                 "priority".into(),
-                format!("{} is outside {}..={}", self.priority, PRIORITY_RANGE.start(), PRIORITY_RANGE.end()),
+                format!(
+                    "{} is outside {}..={}",
+                    self.priority,
+                    PRIORITY_RANGE.start(),
+                    PRIORITY_RANGE.end()
+                ),
             );
         }
 
@@ -290,20 +319,35 @@ impl JobRequest {
 
         for (i, dep) in self.depends_on.iter().enumerate() {
             let s = dep.as_str();
-            if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control() || c == ',') {
+            if s.is_empty()
+                || s.chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || c == ',')
+            {
                 bad(
                     format!("depends_on[{i}]"),
-                    format!("{s:?} is not a job id (empty, or has whitespace, commas or control characters)"),
+                    format!(
+                        "{s:?} is not a job id (empty, or has whitespace, commas or control characters)"
+                    ),
                 );
             }
         }
 
         for (adapter, value) in &self.native {
-            if adapter.is_empty() || !adapter.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-') {
-                bad(format!("native.{adapter}"), "adapter names are lower-case words such as slurm".into());
+            if adapter.is_empty()
+                || !adapter
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+            {
+                bad(
+                    format!("native.{adapter}"),
+                    "adapter names are lower-case words such as slurm".into(),
+                );
             }
             if !value.is_object() {
-                bad(format!("native.{adapter}"), "must be a map of directives".into());
+                bad(
+                    format!("native.{adapter}"),
+                    "must be a map of directives".into(),
+                );
             }
         }
         out
@@ -318,7 +362,10 @@ impl JobRequest {
         for segment in segments {
             if let Segment::Placeholder(p) = segment {
                 if p.needs_frames() && self.frames.is_none() {
-                    bad(field.into(), format!("uses {{{}}} but the request has no frames", p.name()));
+                    bad(
+                        field.into(),
+                        format!("uses {{{}}} but the request has no frames", p.name()),
+                    );
                 } else if *p == Placeholder::Frame && self.repeat == Repeat::PerChunk {
                     bad(
                         field.into(),
@@ -427,7 +474,11 @@ pub fn check_tag(tag: &str) -> std::result::Result<(), String> {
 
 fn deserialize_error<E: std::fmt::Display>(err: &serde_path_to_error::Error<E>) -> FarmError {
     let path = err.path().to_string();
-    let field = if path == "." { "(document)".to_owned() } else { path };
+    let field = if path == "." {
+        "(document)".to_owned()
+    } else {
+        path
+    };
     FarmError::invalid(field, err.inner().to_string())
 }
 
@@ -441,7 +492,10 @@ mod tests {
 
     fn first_problem(yaml: &str) -> (String, String) {
         let req = request(yaml);
-        req.problems().into_iter().next().expect("expected a problem")
+        req.problems()
+            .into_iter()
+            .next()
+            .expect("expected a problem")
     }
 
     #[test]
@@ -474,8 +528,8 @@ mod tests {
     fn unknown_fields_are_refused_with_their_path() {
         let err = JobRequest::from_yaml_str("name: x\ncommands: [[a]]\ncolour: red\n").unwrap_err();
         assert!(err.to_string().contains("unknown field `colour`"), "{err}");
-        let err =
-            JobRequest::from_yaml_str("name: x\ncommands: [[a]]\nresources: {cpu: 2}\n").unwrap_err();
+        let err = JobRequest::from_yaml_str("name: x\ncommands: [[a]]\nresources: {cpu: 2}\n")
+            .unwrap_err();
         match err {
             FarmError::InvalidRequest { field, problem } => {
                 assert_eq!(field, "resources.cpu");
@@ -500,32 +554,116 @@ mod tests {
             ("name: \"a\\nb\"\ncommands: [[a]]", "name", "line break"),
             ("name: x\ncommands: []", "commands", "at least one"),
             ("name: x\ncommands: [[]]", "commands[0]", "empty argv"),
-            ("name: x\ncommands: [['']]", "commands[0][0]", "program name is empty"),
-            ("name: x\ncommands: [[a, \"b\\0c\"]]", "commands[0][1]", "NUL"),
-            ("name: x\ncommands: [[a, '{fram}']]", "commands[0][1]", "unknown placeholder {fram}"),
-            ("name: x\ncommands: [[a, '{frame}']]", "commands[0][1]", "no frames"),
+            (
+                "name: x\ncommands: [['']]",
+                "commands[0][0]",
+                "program name is empty",
+            ),
+            (
+                "name: x\ncommands: [[a, \"b\\0c\"]]",
+                "commands[0][1]",
+                "NUL",
+            ),
+            (
+                "name: x\ncommands: [[a, '{fram}']]",
+                "commands[0][1]",
+                "unknown placeholder {fram}",
+            ),
+            (
+                "name: x\ncommands: [[a, '{frame}']]",
+                "commands[0][1]",
+                "no frames",
+            ),
             (
                 "name: x\ncommands: [[a, '{frame}']]\nframes: 1-3\nrepeat: per_chunk",
                 "commands[0][1]",
                 "per chunk",
             ),
-            ("name: x\ncommands: [{shell: ' '}]", "commands[0].shell", "empty script"),
-            ("name: x\ncommands: [[a]]\nchunk_size: 0\nframes: 1", "chunk_size", "at least 1"),
-            ("name: x\ncommands: [[a]]\nchunk_size: 4", "chunk_size", "no frames"),
-            ("name: x\ncommands: [[a]]\nenvironment: {'1X': a}", "environment.1X", "not a valid"),
-            ("name: x\ncommands: [[a]]\nenvironment: {'A-B': a}", "environment.A-B", "not a valid"),
-            ("name: x\ncommands: [[a]]\nenvironment: {FARM_X: a}", "environment.FARM_X", "reserved"),
-            ("name: x\ncommands: [[a]]\nenvironment: {farm_frames: a}", "environment.farm_frames", "reserved"),
-            ("name: x\ncommands: [[a]]\nenvironment: {PWD: /x}", "environment.PWD", "managed by the shell"),
-            ("name: x\ncommands: [[a]]\nenvironment: {A: \"\\0\"}", "environment.A", "NUL"),
-            ("name: x\ncommands: [[a]]\nworking_directory: rel/dir", "working_directory", "not absolute"),
-            ("name: x\ncommands: [[a]]\nlog_directory: \"/a\\n#SBATCH\"", "log_directory", "line break"),
-            ("name: x\ncommands: [[a]]\nresources: {cpus: 0}", "resources.cpus", "at least 1"),
-            ("name: x\ncommands: [[a]]\nresources: {gpus: 0}", "resources.gpus", "at least 1"),
-            ("name: x\ncommands: [[a]]\npriority: 5000", "priority", "outside"),
-            ("name: x\ncommands: [[a]]\ntags: ['a b']", "tags[0]", "has ' '"),
-            ("name: x\ncommands: [[a]]\ndepends_on: ['1 2']", "depends_on[0]", "not a job id"),
-            ("name: x\ncommands: [[a]]\nnative: {slurm: 3}", "native.slurm", "map"),
+            (
+                "name: x\ncommands: [{shell: ' '}]",
+                "commands[0].shell",
+                "empty script",
+            ),
+            (
+                "name: x\ncommands: [[a]]\nchunk_size: 0\nframes: 1",
+                "chunk_size",
+                "at least 1",
+            ),
+            (
+                "name: x\ncommands: [[a]]\nchunk_size: 4",
+                "chunk_size",
+                "no frames",
+            ),
+            (
+                "name: x\ncommands: [[a]]\nenvironment: {'1X': a}",
+                "environment.1X",
+                "not a valid",
+            ),
+            (
+                "name: x\ncommands: [[a]]\nenvironment: {'A-B': a}",
+                "environment.A-B",
+                "not a valid",
+            ),
+            (
+                "name: x\ncommands: [[a]]\nenvironment: {FARM_X: a}",
+                "environment.FARM_X",
+                "reserved",
+            ),
+            (
+                "name: x\ncommands: [[a]]\nenvironment: {farm_frames: a}",
+                "environment.farm_frames",
+                "reserved",
+            ),
+            (
+                "name: x\ncommands: [[a]]\nenvironment: {PWD: /x}",
+                "environment.PWD",
+                "managed by the shell",
+            ),
+            (
+                "name: x\ncommands: [[a]]\nenvironment: {A: \"\\0\"}",
+                "environment.A",
+                "NUL",
+            ),
+            (
+                "name: x\ncommands: [[a]]\nworking_directory: rel/dir",
+                "working_directory",
+                "not absolute",
+            ),
+            (
+                "name: x\ncommands: [[a]]\nlog_directory: \"/a\\n#SBATCH\"",
+                "log_directory",
+                "line break",
+            ),
+            (
+                "name: x\ncommands: [[a]]\nresources: {cpus: 0}",
+                "resources.cpus",
+                "at least 1",
+            ),
+            (
+                "name: x\ncommands: [[a]]\nresources: {gpus: 0}",
+                "resources.gpus",
+                "at least 1",
+            ),
+            (
+                "name: x\ncommands: [[a]]\npriority: 5000",
+                "priority",
+                "outside",
+            ),
+            (
+                "name: x\ncommands: [[a]]\ntags: ['a b']",
+                "tags[0]",
+                "has ' '",
+            ),
+            (
+                "name: x\ncommands: [[a]]\ndepends_on: ['1 2']",
+                "depends_on[0]",
+                "not a job id",
+            ),
+            (
+                "name: x\ncommands: [[a]]\nnative: {slurm: 3}",
+                "native.slurm",
+                "map",
+            ),
         ];
         for (yaml, field, needle) in cases {
             let (f, problem) = first_problem(yaml);
@@ -547,13 +685,18 @@ mod tests {
         ] {
             let doc = format!("name: x\ncommands: [[a]]\n{yaml}\n");
             let err = JobRequest::from_yaml_str(&doc).unwrap_err();
-            assert!(matches!(&err, FarmError::InvalidRequest { field: f, .. } if f == field), "{yaml}: {err}");
+            assert!(
+                matches!(&err, FarmError::InvalidRequest { field: f, .. } if f == field),
+                "{yaml}: {err}"
+            );
         }
     }
 
     #[test]
     fn native_entries_are_per_adapter() {
-        let r = request("name: x\ncommands: [[a]]\nnative: {slurm: {partition: gpu}, htcondor: {'+Foo': 1}}");
+        let r = request(
+            "name: x\ncommands: [[a]]\nnative: {slurm: {partition: gpu}, htcondor: {'+Foo': 1}}",
+        );
         assert_eq!(r.native_for("slurm")["partition"], "gpu");
         assert!(r.native_for("local").is_empty());
     }

@@ -59,14 +59,22 @@ impl MemorySize {
             "K" | "KB" | "KIB" => 1.0 / 1024.0,
             "G" | "GB" | "GIB" => 1024.0,
             "T" | "TB" | "TIB" => 1024.0 * 1024.0,
-            _ => return Err(format!("{text:?} has an unknown unit {unit:?} (use K, M, G or T)")),
+            _ => {
+                return Err(format!(
+                    "{text:?} has an unknown unit {unit:?} (use K, M, G or T)"
+                ));
+            }
         };
         let mib = (value * per_unit).ceil();
         if mib < 1.0 {
-            return Err(format!("{text:?} is zero; ask for at least 1M or leave memory out"));
+            return Err(format!(
+                "{text:?} is zero; ask for at least 1M or leave memory out"
+            ));
         }
         if mib > (1u64 << 26) as f64 {
-            return Err(format!("{text:?} is more than 64 TiB, which no render node has"));
+            return Err(format!(
+                "{text:?} is more than 64 TiB, which no render node has"
+            ));
         }
         Ok(MemorySize { mib: mib as u64 })
     }
@@ -75,9 +83,9 @@ impl MemorySize {
 impl fmt::Display for MemorySize {
     /// The largest unit that divides the size exactly: `4G`, `1536M`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.mib % (1024 * 1024) == 0 {
+        if self.mib.is_multiple_of(1024 * 1024) {
             write!(f, "{}T", self.mib / (1024 * 1024))
-        } else if self.mib % 1024 == 0 {
+        } else if self.mib.is_multiple_of(1024) {
             write!(f, "{}G", self.mib / 1024)
         } else {
             write!(f, "{}M", self.mib)
@@ -142,7 +150,9 @@ impl TimeLimit {
                 .as_secs()
         };
         if seconds == 0 {
-            return Err(format!("{text:?} is zero; leave time_limit out for no limit"));
+            return Err(format!(
+                "{text:?} is zero; leave time_limit out for no limit"
+            ));
         }
         if seconds > 365 * 24 * 3600 {
             return Err(format!("{text:?} is more than a year"));
@@ -248,7 +258,9 @@ mod tests {
         }
         let n: MemorySize = serde_yaml::from_str("2048").unwrap();
         assert_eq!(n.mib(), 2048);
-        let err = serde_yaml::from_str::<MemorySize>("-5").unwrap_err().to_string();
+        let err = serde_yaml::from_str::<MemorySize>("-5")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("positive"), "{err}");
     }
 

@@ -49,7 +49,10 @@ pub struct LocalRunner {
 impl LocalRunner {
     /// A runner that gives up on a command after `timeout`.
     pub fn new(timeout: Duration) -> LocalRunner {
-        LocalRunner { timeout, env: Vec::new() }
+        LocalRunner {
+            timeout,
+            env: Vec::new(),
+        }
     }
 
     /// Adds a variable to every command's environment (e.g. `SLURM_CONF`).
@@ -81,13 +84,19 @@ pub struct SshRunner {
 
 impl fmt::Debug for SshRunner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SshRunner").field("destination", &self.destination).finish()
+        f.debug_struct("SshRunner")
+            .field("destination", &self.destination)
+            .finish()
     }
 }
 
 impl SshRunner {
     /// Commands run as `ssh [options] destination sh -s`.
-    pub fn new(destination: impl Into<String>, ssh_options: Vec<String>, timeout: Duration) -> SshRunner {
+    pub fn new(
+        destination: impl Into<String>,
+        ssh_options: Vec<String>,
+        timeout: Duration,
+    ) -> SshRunner {
         SshRunner {
             destination: destination.into(),
             ssh_options,
@@ -107,7 +116,9 @@ impl SshRunner {
         use shell_quote::{Quote, Sh};
         let words: Vec<String> = argv
             .iter()
-            .map(|a| String::from_utf8_lossy(&<Sh as Quote<Vec<u8>>>::quote(a.as_str())).into_owned())
+            .map(|a| {
+                String::from_utf8_lossy(&<Sh as Quote<Vec<u8>>>::quote(a.as_str())).into_owned()
+            })
             .collect();
         let command = words.join(" ");
         match stdin {
@@ -125,7 +136,12 @@ impl CommandRunner for SshRunner {
     async fn run(&self, argv: &[String], stdin: Option<&[u8]>) -> Result<CommandOutput> {
         let mut ssh = vec![self.ssh_program.clone()];
         ssh.extend(self.ssh_options.iter().cloned());
-        ssh.extend(["--".into(), self.destination.clone(), "sh".into(), "-s".into()]);
+        ssh.extend([
+            "--".into(),
+            self.destination.clone(),
+            "sh".into(),
+            "-s".into(),
+        ]);
         let script = SshRunner::remote_script(argv, stdin);
         run_process(&ssh, Some(script.as_bytes()), &[], self.timeout).await
     }
@@ -144,7 +160,11 @@ async fn run_process(
     command
         .args(&argv[1..])
         .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
@@ -180,7 +200,11 @@ fn base64_encode(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -205,13 +229,19 @@ mod tests {
     async fn local_commands_report_status_and_output_and_time_out() {
         let runner = LocalRunner::new(Duration::from_secs(5)).with_env("GREETING", "hi there");
         let out = runner
-            .run(&args(&["sh", "-c", "cat; echo \"$GREETING\"; echo oops >&2; exit 3"]), Some(b"in\n"))
+            .run(
+                &args(&["sh", "-c", "cat; echo \"$GREETING\"; echo oops >&2; exit 3"]),
+                Some(b"in\n"),
+            )
             .await
             .unwrap();
         assert_eq!(out.status, Some(3));
         assert_eq!(out.stdout, "in\nhi there\n");
         assert_eq!(out.stderr, "oops\n");
-        let err = runner.run(&args(&["/nonexistent/sbatch"]), None).await.unwrap_err();
+        let err = runner
+            .run(&args(&["/nonexistent/sbatch"]), None)
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::Unavailable);
         assert!(err.to_string().contains("/nonexistent/sbatch"));
         let slow = LocalRunner::new(Duration::from_millis(200));
@@ -236,20 +266,44 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let fake_ssh = dir.path().join("fake-ssh");
         // Drops the ssh options, `--` and destination, then runs the remaining words.
-        std::fs::write(&fake_ssh, "#!/bin/sh\nwhile [ \"$1\" != -- ]; do shift; done; shift 2; exec \"$@\"\n").unwrap();
+        std::fs::write(
+            &fake_ssh,
+            "#!/bin/sh\nwhile [ \"$1\" != -- ]; do shift; done; shift 2; exec \"$@\"\n",
+        )
+        .unwrap();
         let mut perm = std::fs::metadata(&fake_ssh).unwrap().permissions();
         std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
         std::fs::set_permissions(&fake_ssh, perm).unwrap();
-        let runner = SshRunner::new("user@render-head", vec!["-oBatchMode=yes".into()], Duration::from_secs(5))
-            .with_ssh_program(fake_ssh.display().to_string());
-        let tricky = args(&["sh", "-c", "printf '%s|' \"$@\"; cat", "sh", "it's", "$(id)", "a\nb", "", "`x`"]);
+        let runner = SshRunner::new(
+            "user@render-head",
+            vec!["-oBatchMode=yes".into()],
+            Duration::from_secs(5),
+        )
+        .with_ssh_program(fake_ssh.display().to_string());
+        let tricky = args(&[
+            "sh",
+            "-c",
+            "printf '%s|' \"$@\"; cat",
+            "sh",
+            "it's",
+            "$(id)",
+            "a\nb",
+            "",
+            "`x`",
+        ]);
         let stdin = b"#!/bin/bash\n#SBATCH --job-name='x'\necho \"$HOME\" \x01\xff\n".to_vec();
         let out = runner.run(&tricky, Some(&stdin)).await.unwrap();
         assert!(out.success(), "{out:?}");
         let mut expected = b"it's|$(id)|a\nb||`x`|".to_vec();
-        expected.extend_from_slice(&String::from_utf8_lossy(&stdin).as_bytes().to_vec());
-        assert_eq!(out.stdout.as_bytes(), String::from_utf8_lossy(&expected).as_bytes());
-        let no_stdin = runner.run(&args(&["sh", "-c", "cat; echo done"]), None).await.unwrap();
+        expected.extend_from_slice(String::from_utf8_lossy(&stdin).as_bytes());
+        assert_eq!(
+            out.stdout.as_bytes(),
+            String::from_utf8_lossy(&expected).as_bytes()
+        );
+        let no_stdin = runner
+            .run(&args(&["sh", "-c", "cat; echo done"]), None)
+            .await
+            .unwrap();
         assert_eq!(no_stdin.stdout, "done\n");
     }
 }

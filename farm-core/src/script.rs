@@ -185,13 +185,19 @@ mod tests {
         pwd: String,
     }
 
-    fn run_script(body: &str, dir: &Path, chunk: Option<&str>) -> (std::process::Output, Vec<Record>) {
+    fn run_script(
+        body: &str,
+        dir: &Path,
+        chunk: Option<&str>,
+    ) -> (std::process::Output, Vec<Record>) {
         let out_file = dir.join("out");
         let _ = std::fs::remove_file(&out_file);
         let script = dir.join("task.sh");
         std::fs::write(&script, format!("#!/bin/bash\n{body}")).unwrap();
         let mut cmd = std::process::Command::new("bash");
-        cmd.arg(&script).env("RECORD_OUT", &out_file).env_remove("FARM_FRAME");
+        cmd.arg(&script)
+            .env("RECORD_OUT", &out_file)
+            .env_remove("FARM_FRAME");
         if let Some(c) = chunk {
             cmd.env("TASK", c);
         }
@@ -234,7 +240,11 @@ mod tests {
         for task in request.tasks() {
             let chunk = task.index.to_string();
             let (output, records) = run_script(&body, dir, Some(&chunk));
-            assert!(output.status.success(), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+            assert!(
+                output.status.success(),
+                "stderr: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
             let steps = request.steps(&task);
             assert_eq!(records.len(), steps.len());
             for (step, record) in steps.iter().zip(&records) {
@@ -270,7 +280,11 @@ mod tests {
             ("1,4,100", 1, Repeat::PerChunk),
         ] {
             let args = if repeat == Repeat::PerFrame {
-                vec!["--frame".into(), "out.{frame}.exr".into(), "{chunk_first}:{chunk_last}".into()]
+                vec![
+                    "--frame".into(),
+                    "out.{frame}.exr".into(),
+                    "{chunk_first}:{chunk_last}".into(),
+                ]
             } else {
                 vec!["{chunk_first}-{chunk_last}".into(), "#{chunk_index}".into()]
             };
@@ -297,12 +311,16 @@ mod tests {
         );
         r.frames = Some("1-3".parse().unwrap());
         r.chunk_size = 3;
-        let (output, records) = run_script(&render_task_body(&r, "${TASK:-}"), dir.path(), Some("0"));
+        let (output, records) =
+            run_script(&render_task_body(&r, "${TASK:-}"), dir.path(), Some("0"));
         assert_eq!(output.status.code(), Some(7));
         assert_eq!(records.len(), 1, "stops at frame 1");
         assert_eq!(records[0].argv, ["first"]);
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(stderr.contains("farm: command 1 (frame 1) exited with status 7"), "{stderr}");
+        assert!(
+            stderr.contains("farm: command 1 (frame 1) exited with status 7"),
+            "{stderr}"
+        );
     }
 
     #[test]
@@ -341,9 +359,16 @@ mod tests {
                 .map(|n| Command::Argv(vec![(*n).into(), format!("ran {n}")]))
                 .collect(),
         );
-        r.environment.insert("PATH".into(), format!("{}:/usr/bin:/bin", dir.path().display()));
+        r.environment.insert(
+            "PATH".into(),
+            format!("{}:/usr/bin:/bin", dir.path().display()),
+        );
         let (output, records) = run_script(&render_task_body(&r, "0"), dir.path(), None);
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         let argvs: Vec<_> = records.iter().map(|r| r.argv.join(" ")).collect();
         assert_eq!(argvs, ["ran cd", "ran farm_run", "ran %1", "ran exit"]);
     }

@@ -38,9 +38,12 @@ impl SharedStaging {
     /// Creates (if needed) and returns the render context's directory.
     pub async fn create_temp_directory(&self, render_context: Uuid) -> Result<PathBuf> {
         let dir = self.context_dir(render_context);
-        tokio::fs::create_dir_all(&dir)
-            .await
-            .map_err(|e| FarmError::io(format!("cannot create staging directory {}", dir.display()), e))?;
+        tokio::fs::create_dir_all(&dir).await.map_err(|e| {
+            FarmError::io(
+                format!("cannot create staging directory {}", dir.display()),
+                e,
+            )
+        })?;
         Ok(dir)
     }
 
@@ -53,7 +56,10 @@ impl SharedStaging {
         render_context: Uuid,
     ) -> Result<BTreeMap<PathBuf, PathBuf>> {
         let files = files.to_vec();
-        let dest_dir = self.create_temp_directory(render_context).await?.join("files");
+        let dest_dir = self
+            .create_temp_directory(render_context)
+            .await?
+            .join("files");
         tokio::task::spawn_blocking(move || copy_all(&files, &dest_dir))
             .await
             .map_err(|e| FarmError::scheduler(format!("staging task failed: {e}")))?
@@ -74,12 +80,19 @@ fn copy_all(files: &[PathBuf], dest_dir: &Path) -> Result<BTreeMap<PathBuf, Path
             ));
         }
         let base = source.file_name().map(PathBuf::from).ok_or_else(|| {
-            FarmError::invalid(format!("files[{i}]"), format!("{} has no file name", source.display()))
+            FarmError::invalid(
+                format!("files[{i}]"),
+                format!("{} has no file name", source.display()),
+            )
         })?;
         // Two sources with one base name (a/scene.ass, b/scene.ass) must not overwrite each
         // other: later ones go into numbered sub-folders.
         let n = taken.entry(base.clone()).or_insert(0);
-        let dest = if *n == 0 { dest_dir.join(&base) } else { dest_dir.join(n.to_string()).join(&base) };
+        let dest = if *n == 0 {
+            dest_dir.join(&base)
+        } else {
+            dest_dir.join(n.to_string()).join(&base)
+        };
         *n += 1;
         plan.push((source.clone(), dest));
     }
@@ -113,10 +126,22 @@ fn copy_atomically(source: &Path, dest: &Path) -> Result<()> {
         fastrand::u64(..)
     ));
     let result = std::fs::copy(source, &tmp)
-        .map_err(|e| FarmError::io(format!("cannot copy {} to {}", source.display(), tmp.display()), e))
+        .map_err(|e| {
+            FarmError::io(
+                format!("cannot copy {} to {}", source.display(), tmp.display()),
+                e,
+            )
+        })
         .and_then(|_| {
             std::fs::rename(&tmp, dest).map_err(|e| {
-                FarmError::io(format!("cannot move {} into place at {}", tmp.display(), dest.display()), e)
+                FarmError::io(
+                    format!(
+                        "cannot move {} into place at {}",
+                        tmp.display(),
+                        dest.display()
+                    ),
+                    e,
+                )
             })
         });
     if result.is_err() {
@@ -165,11 +190,17 @@ mod tests {
         std::fs::write(&b, b"second").unwrap();
         let staging = SharedStaging::new(root.path());
         let ctx = Uuid::new_v4();
-        let map = staging.copy_render_files(&[a.clone(), b.clone()], ctx).await.unwrap();
+        let map = staging
+            .copy_render_files(&[a.clone(), b.clone()], ctx)
+            .await
+            .unwrap();
         assert_eq!(std::fs::read(&map[&a]).unwrap(), b"first");
         assert_eq!(std::fs::read(&map[&b]).unwrap(), b"second");
         assert!(map[&a].starts_with(staging.context_dir(ctx)));
-        assert_eq!(listing(&staging.context_dir(ctx)), ["files/1/scene.optree", "files/scene.optree"]);
+        assert_eq!(
+            listing(&staging.context_dir(ctx)),
+            ["files/1/scene.optree", "files/scene.optree"]
+        );
     }
 
     #[tokio::test]
@@ -181,7 +212,10 @@ mod tests {
         let missing = src.path().join("missing.txt");
         let staging = SharedStaging::new(root.path());
         let ctx = Uuid::new_v4();
-        let err = staging.copy_render_files(&[good, missing.clone()], ctx).await.unwrap_err();
+        let err = staging
+            .copy_render_files(&[good, missing.clone()], ctx)
+            .await
+            .unwrap_err();
         match &err {
             FarmError::InvalidRequest { field, problem } => {
                 assert_eq!(field, "files[1]");
@@ -204,10 +238,18 @@ mod tests {
         let ctx = Uuid::new_v4();
         // Make the second destination impossible: a directory already stands at its path.
         std::fs::create_dir_all(staging.context_dir(ctx).join("files/second.txt/blocker")).unwrap();
-        let err = staging.copy_render_files(&[first, second], ctx).await.unwrap_err();
+        let err = staging
+            .copy_render_files(&[first, second], ctx)
+            .await
+            .unwrap_err();
         assert!(matches!(err, FarmError::Io { .. }), "{err:?}");
         // Only the blocking directory remains: no first.txt, no `.partial` file.
         assert!(listing(&staging.context_dir(ctx)).is_empty());
-        assert!(staging.context_dir(ctx).join("files/second.txt/blocker").is_dir());
+        assert!(
+            staging
+                .context_dir(ctx)
+                .join("files/second.txt/blocker")
+                .is_dir()
+        );
     }
 }

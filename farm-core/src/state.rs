@@ -65,7 +65,9 @@ impl fmt::Display for JobState {
 
 /// A string that is not one of the five state words.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown job state {found:?}: expected one of Waiting, Running, Completed, Cancelled, Failed")]
+#[error(
+    "unknown job state {found:?}: expected one of Waiting, Running, Completed, Cancelled, Failed"
+)]
 pub struct UnknownJobState {
     /// The rejected input.
     pub found: String,

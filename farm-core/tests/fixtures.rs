@@ -17,7 +17,8 @@ fn every_example_request_is_valid_and_round_trips_through_json() {
         if path.is_dir() {
             continue;
         }
-        let request = JobRequest::from_path(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let request =
+            JobRequest::from_path(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let again = JobRequest::from_json_str(&request.to_json()).unwrap();
         assert_eq!(again, request, "{}", path.display());
         seen += 1;
@@ -38,7 +39,11 @@ fn every_invalid_request_names_its_field() {
         ("frame-without-frames.yaml", "commands[0][1]"),
     ];
     let dir = fixtures().join("invalid");
-    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), expected.len(), "every invalid fixture has an expectation");
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        expected.len(),
+        "every invalid fixture has an expectation"
+    );
     for (file, field) in expected {
         match JobRequest::from_path(&dir.join(file)) {
             Err(FarmError::InvalidRequest { field: f, problem }) => {

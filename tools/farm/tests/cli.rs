@@ -1,0 +1,350 @@
+//! The `farm` binary end to end: help, exit codes, output formats, offline rendering and the
+//! built-in simulator farm.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn farm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_farm"))
+        .args(args)
+        .current_dir(repo())
+        // Never pick up a developer's own farms file.
+        .env(
+            "FARM_CONFIG",
+            repo().join("tools/farm/tests/no-such-farms.yaml"),
+        )
+        .env_remove("FARM")
+        .output()
+        .expect("run farm")
+}
+
+fn farm_with_config(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_farm"))
+        .args(args)
+        .current_dir(repo())
+        .env("FARM_CONFIG", config)
+        .env_remove("FARM")
+        .output()
+        .expect("run farm")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn empty_config() -> tempfile::NamedTempFile {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), "farms: {}\n").unwrap();
+    file
+}
+
+#[test]
+fn help_lists_every_subcommand_and_the_exit_codes() {
+    let out = farm(&["--help"]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    for sub in [
+        "render",
+        "submit",
+        "validate",
+        "status",
+        "list",
+        "log",
+        "stop",
+        "start",
+        "farms",
+        "conformance",
+    ] {
+        assert!(text.contains(&format!("  {sub} ")), "--help lacks {sub}");
+    }
+    assert!(text.contains("10  job finished Failed"));
+    for sub in ["render", "submit", "list", "log", "conformance"] {
+        let out = farm(&[sub, "--help"]);
+        assert!(out.status.success(), "{sub} --help");
+        assert!(stdout(&out).contains("Usage: farm"), "{sub} --help");
+    }
+}
+
+#[test]
+fn a_missing_farms_file_named_explicitly_is_a_config_error() {
+    let out = farm(&["farms"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot read farms file"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn validate_lists_every_problem_and_exits_4() {
+    let out = farm(&[
+        "validate",
+        "fixtures/requests/minimal.yaml",
+        "fixtures/requests/invalid/zero-cpus.yaml",
+    ]);
+    assert_eq!(out.status.code(), Some(4));
+    let text = stdout(&out);
+    assert!(text.contains("minimal.yaml: valid"), "{text}");
+    assert!(
+        text.contains("resources.cpus: must be at least 1"),
+        "{text}"
+    );
+    let out = farm(&[
+        "--output",
+        "json",
+        "validate",
+        "fixtures/requests/invalid/unknown-field.yaml",
+    ]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json[0]["valid"], false);
+    assert_eq!(json[0]["problems"][0]["field"], "colour");
+}
+
+#[test]
+fn render_prints_the_job_file_and_json_errors_name_the_field() {
+    let config = empty_config();
+    let out = farm_with_config(
+        config.path(),
+        &[
+            "--farm",
+            "simulator",
+            "render",
+            "fixtures/requests/minimal.yaml",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body["name"], "hello");
+    let again = farm_with_config(
+        config.path(),
+        &[
+            "--farm",
+            "simulator",
+            "render",
+            "fixtures/requests/minimal.yaml",
+        ],
+    );
+    assert_eq!(out.stdout, again.stdout, "render is deterministic");
+
+    let out = farm_with_config(
+        config.path(),
+        &[
+            "-o",
+            "json",
+            "--farm",
+            "simulator",
+            "render",
+            "fixtures/requests/invalid/empty-argv.yaml",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(4));
+    let err: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(err["error"]["kind"], "invalid_request");
+    assert_eq!(err["error"]["field"], "commands[0]");
+}
+
+#[test]
+fn render_out_writes_the_file_atomically() {
+    let config = empty_config();
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("job.json");
+    let out = farm_with_config(
+        config.path(),
+        &[
+            "--farm",
+            "simulator",
+            "render",
+            "fixtures/requests/render-demo.yaml",
+            "--out",
+            target.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let written = std::fs::read_to_string(&target).unwrap();
+    assert!(written.contains("render-demo"));
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers.len(), 1, "no temporary files left: {leftovers:?}");
+    // A failed render leaves no file behind.
+    let bad = dir.path().join("bad.json");
+    let out = farm_with_config(
+        config.path(),
+        &[
+            "--farm",
+            "simulator",
+            "render",
+            "fixtures/requests/invalid/empty-argv.yaml",
+            "--out",
+            bad.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(4));
+    assert!(!bad.exists());
+}
+
+#[test]
+fn submit_wait_reports_the_final_state_and_exit_status() {
+    let config = empty_config();
+    let out = farm_with_config(
+        config.path(),
+        &[
+            "--farm",
+            "simulator",
+            "submit",
+            "--wait",
+            "fixtures/requests/minimal.yaml",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("Completed"), "{text}");
+    let log = text.split("log: ").nth(1).unwrap().trim();
+    assert_eq!(
+        std::fs::read_to_string(log).unwrap(),
+        "hello from the farm\n"
+    );
+
+    let failing = tempfile::NamedTempFile::with_suffix(".yaml").unwrap();
+    std::fs::write(
+        failing.path(),
+        "name: fails\ncommands: [[/bin/sh, -c, 'exit 3']]\n",
+    )
+    .unwrap();
+    let out = farm_with_config(
+        config.path(),
+        &[
+            "-o",
+            "json",
+            "--farm",
+            "simulator",
+            "submit",
+            "--wait",
+            failing.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(10), "{}", stderr(&out));
+    let jobs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(jobs[0]["state"], "Failed");
+    assert!(jobs[0]["reason"].as_str().unwrap().contains("exit code 3"));
+}
+
+#[test]
+fn unknown_farms_and_jobs_have_their_own_exit_codes() {
+    let config = empty_config();
+    let out = farm_with_config(config.path(), &["--farm", "nope", "list"]);
+    assert_eq!(out.status.code(), Some(9));
+    assert!(
+        stderr(&out).contains("no farm named \"nope\""),
+        "{}",
+        stderr(&out)
+    );
+    let out = farm_with_config(config.path(), &["--farm", "simulator", "status", "42"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(stderr(&out).trim(), "farm: error: job 42 not found");
+}
+
+#[test]
+fn farms_lists_built_in_and_configured_farms() {
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(config.path(), "default: sim2\nfarms:\n  sim2:\n    adapter: simulator\n    description: a second simulator\n    settings: {slots: 1}\n").unwrap();
+    let out = farm_with_config(config.path(), &["-o", "json", "farms"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let farms: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = farms
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"sim2") && names.contains(&"simulator") && names.contains(&"local"),
+        "{names:?}"
+    );
+    let sim2 = farms
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "sim2")
+        .unwrap();
+    assert_eq!(sim2["default"], true);
+    assert_eq!(sim2["capabilities"]["stop"], true);
+
+    std::fs::write(
+        config.path(),
+        "farms:\n  bad:\n    adapter: simulator\n    settings: {slotz: 1}\n",
+    )
+    .unwrap();
+    let out = farm_with_config(config.path(), &["--farm", "bad", "list"]);
+    assert_eq!(out.status.code(), Some(9));
+    assert!(
+        stderr(&out).contains("unknown field `slotz`"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn conformance_list_markdown_is_the_checked_in_reference() {
+    let out = farm(&["conformance", "--list", "--markdown"]);
+    assert!(out.status.success());
+    let docs = std::fs::read_to_string(repo().join("docs/conformance.md")).unwrap();
+    assert_eq!(stdout(&out), docs);
+}
+
+#[test]
+fn conformance_runs_selected_checks_and_writes_junit() {
+    let config = empty_config();
+    let junit = tempfile::NamedTempFile::new().unwrap();
+    let out = farm_with_config(
+        config.path(),
+        &[
+            "--farm",
+            "simulator",
+            "conformance",
+            "--only",
+            "a_successful_job_completes",
+            "--only",
+            "commands_stop_at_the_first_failure",
+            "--junit",
+            junit.path().to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("2 passed, 0 failed"),
+        "{}",
+        stdout(&out)
+    );
+    let xml = std::fs::read_to_string(junit.path()).unwrap();
+    assert!(
+        xml.contains("testcase name=\"a_successful_job_completes\""),
+        "{xml}"
+    );
+    let out = farm_with_config(
+        config.path(),
+        &[
+            "--farm",
+            "simulator",
+            "conformance",
+            "--only",
+            "no_such_check",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(4));
+    assert!(
+        stderr(&out).contains("unknown check \"no_such_check\""),
+        "{}",
+        stderr(&out)
+    );
+}
