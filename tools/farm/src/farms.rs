@@ -9,11 +9,11 @@ use farm_core::{AdapterRegistry, FarmError, FarmPlugin, FarmSpec, FarmsConfig, R
 pub fn registry() -> AdapterRegistry {
     let mut registry = AdapterRegistry::new();
     farm_conformance::simulator::register(&mut registry);
+    farm_external::register(&mut registry);
     registry.mark_unavailable("slurm", "it is not built into this version of farm yet");
     registry.mark_unavailable("htcondor", "it is not built into this version of farm yet");
     registry.mark_unavailable("http", "it is not built into this version of farm yet");
     registry.mark_unavailable("local", "it is not built into this version of farm yet");
-    registry.mark_unavailable("external", "it is not built into this version of farm yet");
     registry
 }
 

@@ -1,0 +1,121 @@
+//! The bridge's side of the protocol: garbage, silence, death and restart, capabilities.
+
+use std::time::Duration;
+
+use farm_core::{ErrorKind, FarmPlugin, JobId};
+use farm_external::{ExternalFarm, ExternalSettings};
+
+/// An adapter in a few lines of shell-driven python whose behaviour per method is given.
+fn farm(program: &str, timeout: Duration) -> farm_core::Result<ExternalFarm> {
+    ExternalFarm::start(
+        "t",
+        ExternalSettings {
+            command: vec!["python3".into(), "-c".into(), program.into()],
+            env: Default::default(),
+            working_directory: None,
+            timeout,
+            options: serde_json::Value::Null,
+        },
+    )
+}
+
+const PRELUDE: &str = r#"
+import json, sys, os, time
+caps = {k: False for k in ["stage_files","list_jobs","render_log","read_log","stop","start","dependencies","idempotent_submit"]}
+caps["stop"] = True
+def reply(m):
+    sys.stdout.write(json.dumps(m) + "\n"); sys.stdout.flush()
+for line in sys.stdin:
+    c = json.loads(line)
+    if c["method"] == "hello":
+        reply({"id": c["id"], "result": {"protocol": 1, "adapter": "toy", "capabilities": caps}}); continue
+"#;
+
+fn program(body: &str) -> String {
+    format!(
+        "{PRELUDE}{}",
+        body.lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_map_to_their_kinds_and_capabilities_gate_calls() {
+    let f = farm(
+        &program(
+            r#"reply({"id": c["id"], "error": {"kind": "job_not_found", "message": "nope"}})"#,
+        ),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    assert_eq!(f.adapter(), "toy");
+    assert!(f.capabilities().stop && !f.capabilities().start);
+    let err = f.job(&JobId::new("7")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::JobNotFound);
+    assert_eq!(err.to_string(), "job 7 not found");
+    // start is not a capability: the bridge answers without asking the adapter.
+    assert_eq!(
+        f.start(&JobId::new("7")).await.unwrap_err().kind(),
+        ErrorKind::Unsupported
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_is_a_scheduler_error_and_silence_times_out() {
+    let f = farm(
+        &program(r#"print("not json at all", flush=True)"#),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    assert_eq!(
+        f.job(&JobId::new("1")).await.unwrap_err().kind(),
+        ErrorKind::Scheduler
+    );
+    let silent = farm(&program("pass"), Duration::from_millis(300)).unwrap();
+    let err = silent.job(&JobId::new("1")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
+    assert!(err.to_string().contains("did not answer job"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_adapter_is_restarted_on_the_next_call() {
+    // Dies on its first real call, answers normally after a restart (a marker file remembers).
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("died");
+    let body = format!(
+        r#"if not os.path.exists({m:?}):
+    open({m:?}, "w").close(); os._exit(3)
+reply({{"id": c["id"], "result": {{"id": c["params"]["id"], "name": "x", "state": "Running"}}}})"#,
+        m = marker.display().to_string()
+    );
+    let f = farm(&program(&body), Duration::from_secs(5)).unwrap();
+    let err = f.job(&JobId::new("1")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    let job = f.job(&JobId::new("1")).await.unwrap();
+    assert_eq!(job.state, farm_core::JobState::Running);
+}
+
+#[test]
+fn a_program_that_cannot_start_or_speaks_another_protocol_is_a_config_error() {
+    let err = ExternalFarm::start(
+        "t",
+        ExternalSettings {
+            command: vec!["/nonexistent/adapter".into()],
+            env: Default::default(),
+            working_directory: None,
+            timeout: Duration::from_secs(2),
+            options: serde_json::Value::Null,
+        },
+    )
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    let v2 = r#"
+import json, sys
+for line in sys.stdin:
+    c = json.loads(line)
+    print(json.dumps({"id": c["id"], "result": {"protocol": 2, "adapter": "x", "capabilities": {}}}), flush=True)
+"#;
+    let err = farm(v2, Duration::from_secs(5)).unwrap_err();
+    assert!(err.to_string().contains("protocol 2"), "{err}");
+}
