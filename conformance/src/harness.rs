@@ -61,7 +61,9 @@ pub trait SchedulerControl: Send + Sync {
     async fn forget(&self, id: &JobId);
     /// The next `count` replies from the scheduler are garbage.
     async fn garble_replies(&self, count: usize);
-    /// The next `count` replies never arrive (the adapter must time out).
+    /// The next `count` calls never get a reply (the adapter must time out). A call is one
+    /// logical operation: an emulation should withhold every retry of it, or an adapter
+    /// that retries timeouts would rightly recover.
     async fn stall_replies(&self, count: usize);
     /// The native payload of the most recent submission, as the scheduler received it.
     async fn last_submission(&self) -> Option<String>;

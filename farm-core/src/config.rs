@@ -85,26 +85,39 @@ impl FarmSpec {
 
     /// Deserialises the adapter's settings (missing settings are an empty map), naming the
     /// field of any error: `farm hpc: settings.partition: invalid type ...`. Variables
-    /// `FARM_<ADAPTER>_<SETTING>` override file values (`FARM_SLURM_PARTITION=gpu`).
+    /// `FARM_<ADAPTER>_<SETTING>` override file values (`FARM_SLURM_PARTITION=gpu`); a
+    /// variable that names no setting of the adapter is ignored with a warning (the
+    /// environment is shared with other tools), but a bad value for a real setting is an
+    /// error naming the variable.
     pub fn settings_as<T: DeserializeOwned>(&self, farm_name: &str) -> Result<T> {
         let mut value = match &self.settings {
             serde_yaml::Value::Null => serde_yaml::Value::Mapping(Default::default()),
             other => other.clone(),
         };
-        if let serde_yaml::Value::Mapping(map) = &mut value {
-            for (key, val) in env_overrides(&self.adapter, std::env::vars()) {
-                map.insert(serde_yaml::Value::String(key), val);
+        let from_file: T = deserialize_settings(value.clone(), farm_name, None)?;
+        let overrides = env_overrides(&self.adapter, std::env::vars());
+        if overrides.is_empty() {
+            return Ok(from_file);
+        }
+        let prefix = format!(
+            "FARM_{}_",
+            self.adapter.to_ascii_uppercase().replace('-', "_")
+        );
+        for (key, val) in overrides {
+            let var = format!("{prefix}{}", key.to_ascii_uppercase());
+            let mut candidate = value.clone();
+            if let serde_yaml::Value::Mapping(map) = &mut candidate {
+                map.insert(serde_yaml::Value::String(key.clone()), val);
+            }
+            match deserialize_settings::<T>(candidate.clone(), farm_name, Some(&var)) {
+                Ok(_) => value = candidate,
+                Err(err) if err.to_string().contains(&format!("unknown field `{key}`")) => {
+                    tracing::warn!(variable = %var, farm = farm_name, "ignoring a variable that names no setting of the {} adapter", self.adapter);
+                }
+                Err(err) => return Err(err),
             }
         }
-        serde_path_to_error::deserialize(value).map_err(|err| {
-            let path = err.path().to_string();
-            let at = if path == "." {
-                String::new()
-            } else {
-                format!(".{path}")
-            };
-            FarmError::config(format!("farm {farm_name}: settings{at}: {}", err.inner()))
-        })
+        deserialize_settings(value, farm_name, None)
     }
 
     /// What every adapter shares: staging, installation metadata, render environment.
@@ -115,6 +128,28 @@ impl FarmSpec {
             render_environment: self.render_environment.clone(),
         }
     }
+}
+
+fn deserialize_settings<T: DeserializeOwned>(
+    value: serde_yaml::Value,
+    farm_name: &str,
+    variable: Option<&str>,
+) -> Result<T> {
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let path = err.path().to_string();
+        let at = if path == "." {
+            String::new()
+        } else {
+            format!(".{path}")
+        };
+        let from = variable
+            .map(|v| format!(" (from ${v})"))
+            .unwrap_or_default();
+        FarmError::config(format!(
+            "farm {farm_name}: settings{at}{from}: {}",
+            err.inner()
+        ))
+    })
 }
 
 /// `FARM_<ADAPTER>_<NAME>=value` variables as `(name, value)` settings, the value read as a
@@ -332,6 +367,68 @@ mod tests {
                     serde_yaml::Value::String("gpu".into())
                 ),
             ]
+        );
+    }
+
+    #[test]
+    fn unrelated_variables_are_ignored_and_bad_values_name_their_variable() {
+        // SAFETY of the test: the variable names are unique to this test.
+        let spec = FarmSpec {
+            settings: serde_yaml::from_str("{partition: render}").unwrap(),
+            ..FarmSpec::new("envtestadapter")
+        };
+        // std::env::set_var is unsafe in edition 2024 and the crate forbids unsafe code, so
+        // exercise the path through a child process instead.
+        let exe = std::env::current_exe().unwrap();
+        if std::env::var_os("FARM_ENVTEST_CHILD").is_some() {
+            let s: DemoSettings = spec.settings_as("hpc").unwrap();
+            assert_eq!(s.partition, "gpu");
+            assert_eq!(s.max_array, None);
+            return;
+        }
+        let out = std::process::Command::new(&exe)
+            .args([
+                "--exact",
+                "config::tests::unrelated_variables_are_ignored_and_bad_values_name_their_variable",
+                "--nocapture",
+            ])
+            .env("FARM_ENVTEST_CHILD", "1")
+            .env("FARM_ENVTESTADAPTER_PARTITION", "gpu")
+            .env("FARM_ENVTESTADAPTER_TEST_URL", "http://unrelated")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && text.contains("1 passed"), "{text}");
+        let bad = std::process::Command::new(&exe)
+            .args([
+                "--exact",
+                "config::tests::a_bad_variable_value_names_the_variable",
+                "--nocapture",
+            ])
+            .env("FARM_ENVTEST_CHILD", "1")
+            .env("FARM_ENVTESTADAPTER_MAX_ARRAY", "lots")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&bad.stdout);
+        assert!(bad.status.success() && text.contains("1 passed"), "{text}");
+    }
+
+    #[test]
+    fn a_bad_variable_value_names_the_variable() {
+        if std::env::var_os("FARM_ENVTEST_CHILD").is_none() {
+            return; // run as a child of the test above, with the variable set
+        }
+        let spec = FarmSpec {
+            settings: serde_yaml::from_str("{partition: render}").unwrap(),
+            ..FarmSpec::new("envtestadapter")
+        };
+        let err = spec
+            .settings_as::<DemoSettings>("hpc")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("settings.max_array (from $FARM_ENVTESTADAPTER_MAX_ARRAY)"),
+            "{err}"
         );
     }
 

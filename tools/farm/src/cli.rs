@@ -89,6 +89,14 @@ pub enum Command {
     Start(IdsArgs),
     /// List the configured farms and what their adapters can do.
     Farms,
+    /// Create (or find) the render context's directory that render nodes can read.
+    TempDir(ContextArgs),
+    /// Copy render files where the render nodes can read them; prints source -> copy.
+    CopyFiles(CopyArgs),
+    /// Show the Katana installation the farm's render nodes use.
+    Installation,
+    /// Show the extra environment the farm gives render processes.
+    Environment(ContextArgs),
     /// Run the conformance suite against a farm.
     Conformance(ConformanceArgs),
 }
@@ -113,6 +121,21 @@ pub struct SubmitArgs {
     /// Give up waiting after this long (e.g. 30m, 2h).
     #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = humantime_duration)]
     pub timeout: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct ContextArgs {
+    /// The render context (a UUID).
+    pub render_context: uuid::Uuid,
+}
+
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// The render context (a UUID).
+    pub render_context: uuid::Uuid,
+    /// Files to copy.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]

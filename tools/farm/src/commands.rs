@@ -13,7 +13,9 @@ use farm_core::{
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::cli::{IdsArgs, ListArgs, LogArgs, Output, RenderArgs, SubmitArgs, ValidateArgs};
+use crate::cli::{
+    ContextArgs, CopyArgs, IdsArgs, ListArgs, LogArgs, Output, RenderArgs, SubmitArgs, ValidateArgs,
+};
 use crate::output::{self, exit, print_json};
 
 /// Reads a request from a file (`.json` is JSON, anything else YAML) or `-` for stdin, and
@@ -57,7 +59,12 @@ pub async fn render(
         None => match output {
             Output::Json => print_json(&rendered),
             Output::Text => {
-                print!("{}", rendered.main().contents);
+                let contents = &rendered.main().contents;
+                print!("{contents}");
+                // Byte-exact when redirected; tidy on a terminal.
+                if !contents.ends_with('\n') && std::io::stdout().is_terminal() {
+                    println!();
+                }
                 if rendered.files.len() > 1 {
                     let others: Vec<&str> = rendered.files[1..]
                         .iter()
@@ -416,6 +423,70 @@ pub async fn start(farm: Arc<dyn FarmPlugin>, args: &IdsArgs, output: Output) ->
     }
     if output == Output::Json {
         print_json(&json!({ "started": started }));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn temp_dir(
+    farm: Arc<dyn FarmPlugin>,
+    args: &ContextArgs,
+    output: Output,
+) -> Result<ExitCode> {
+    let path = farm.create_temp_directory(args.render_context).await?;
+    match output {
+        Output::Json => print_json(&json!({ "path": path })),
+        Output::Text => println!("{path}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn copy_files(
+    farm: Arc<dyn FarmPlugin>,
+    args: &CopyArgs,
+    output: Output,
+) -> Result<ExitCode> {
+    let copies = farm
+        .copy_render_files(&args.files, args.render_context)
+        .await?;
+    match output {
+        Output::Json => print_json(&copies),
+        Output::Text => {
+            for (source, copy) in &copies {
+                println!("{} -> {copy}", source.display());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn installation(farm: Arc<dyn FarmPlugin>, output: Output) -> Result<ExitCode> {
+    let meta = farm.installation_metadata().await?;
+    match output {
+        Output::Json => print_json(&meta),
+        Output::Text => {
+            println!("katana_root         {}", meta.katana_root);
+            println!("renderboot_command  {}", meta.renderboot_command());
+            for (plugin, path) in &meta.render_plugin_dso_paths {
+                println!("render plug-in      {plugin}: {path}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn environment(
+    farm: Arc<dyn FarmPlugin>,
+    args: &ContextArgs,
+    output: Output,
+) -> Result<ExitCode> {
+    let env = farm.render_environment(args.render_context).await?;
+    match output {
+        Output::Json => print_json(&env),
+        Output::Text => {
+            for (k, v) in &env {
+                println!("{k}={v}");
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

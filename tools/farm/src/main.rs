@@ -72,6 +72,10 @@ async fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Stop(args) => commands::stop(farm, args, out).await,
         Command::Start(args) => commands::start(farm, args, out).await,
         Command::Conformance(args) => conformance(farm, &name, args, out).await,
+        Command::TempDir(args) => commands::temp_dir(farm, args, out).await,
+        Command::CopyFiles(args) => commands::copy_files(farm, args, out).await,
+        Command::Installation => commands::installation(farm, out).await,
+        Command::Environment(args) => commands::environment(farm, args, out).await,
         Command::Validate(_) | Command::Farms => unreachable!("handled above"),
     }
 }
