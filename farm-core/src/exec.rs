@@ -42,6 +42,8 @@ pub struct ExecOptions {
     pub grace: Duration,
     /// Extra variables for every step (set before the request's own environment).
     pub base_env: Vec<(String, String)>,
+    /// Variables of this process that steps must not inherit (credentials of the executor).
+    pub env_remove: Vec<String>,
 }
 
 impl Default for ExecOptions {
@@ -49,6 +51,7 @@ impl Default for ExecOptions {
         ExecOptions {
             grace: Duration::from_secs(5),
             base_env: Vec::new(),
+            env_remove: Vec::new(),
         }
     }
 }
@@ -109,6 +112,9 @@ async fn run_steps(
             return Ok(TaskOutcome::Cancelled);
         }
         let mut command = tokio::process::Command::new(&step.argv[0]);
+        for name in &options.env_remove {
+            command.env_remove(name);
+        }
         command
             .args(&step.argv[1..])
             .envs(options.base_env.iter().map(|(k, v)| (k, v)))
@@ -276,6 +282,41 @@ mod tests {
         let text = std::fs::read_to_string(&log).unwrap();
         let d = dir.path().display();
         assert_eq!(text, format!("f7|7|a b\nc|{d}\nf8|8|a b\nc|{d}\n"));
+    }
+
+    #[tokio::test]
+    async fn removed_variables_do_not_reach_the_steps() {
+        // Two variables this process certainly has that /bin/sh does not recreate.
+        let inherited: Vec<String> = std::env::vars()
+            .map(|(k, _)| k)
+            .filter(|k| k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|k| {
+                ![
+                    "PATH", "PWD", "OLDPWD", "SHLVL", "_", "IFS", "PS1", "PS2", "PS4", "OPTIND",
+                ]
+                .contains(&k.as_str())
+            })
+            .take(2)
+            .collect();
+        assert_eq!(inherited.len(), 2, "the test needs two inherited variables");
+        let (removed, kept) = (&inherited[0], &inherited[1]);
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("l");
+        let script = format!("echo \"removed=${{{removed}-unset}} kept=${{{kept}+set}}\"");
+        let r = JobRequest::new("t", vec![argv(&["/bin/sh", "-c", &script])]);
+        let task = r.tasks().remove(0);
+        let options = ExecOptions {
+            env_remove: vec![removed.clone()],
+            ..Default::default()
+        };
+        let outcome = run_task(&r, &task, &log, CancellationToken::new(), &options)
+            .await
+            .unwrap();
+        assert_eq!(outcome, TaskOutcome::Succeeded);
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "removed=unset kept=set\n"
+        );
     }
 
     #[tokio::test]

@@ -99,6 +99,23 @@ pub enum Command {
     Environment(ContextArgs),
     /// Run the conformance suite against a farm.
     Conformance(ConformanceArgs),
+    /// The local queue server (what the `local` farm talks to).
+    Queue {
+        #[command(subcommand)]
+        command: QueueCommand,
+    },
+    /// Run one local-queue agent that joins a queue, here or over the network.
+    Agent(farm_local::cli::AgentArgs),
+    /// Start or stop local-queue agents on another machine over ssh.
+    Agents(farm_local::cli::AgentsArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// Run the queue in the foreground: HTTP API and web page, local agents, SQLite state.
+    Serve(farm_local::cli::ServeArgs),
+    /// Print the address of the queue's web page, with its token (open it in a browser).
+    Url(farm_local::cli::UrlArgs),
 }
 
 #[derive(Debug, Args)]

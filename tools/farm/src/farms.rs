@@ -11,9 +11,9 @@ pub fn registry() -> AdapterRegistry {
     farm_conformance::simulator::register(&mut registry);
     farm_external::register(&mut registry);
     farm_http::register(&mut registry);
+    farm_local::register(&mut registry);
     registry.mark_unavailable("slurm", "it is not built into this version of farm yet");
     registry.mark_unavailable("htcondor", "it is not built into this version of farm yet");
-    registry.mark_unavailable("local", "it is not built into this version of farm yet");
     registry
 }
 

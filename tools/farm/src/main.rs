@@ -48,6 +48,29 @@ fn main() -> ExitCode {
 
 async fn run(cli: &Cli) -> Result<ExitCode> {
     let out = cli.global.output;
+    match &cli.command {
+        Command::Queue {
+            command: cli::QueueCommand::Serve(args),
+        } => {
+            farm_local::cli::serve(args.clone()).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Queue {
+            command: cli::QueueCommand::Url(args),
+        } => {
+            println!("{}", farm_local::cli::page_url(args)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Agent(args) => {
+            farm_local::cli::agent(args.clone()).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Agents(args) => {
+            farm_local::cli::agents(args.clone()).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
+    }
     if let Command::Validate(args) = &cli.command {
         return commands::validate(args, out);
     }
@@ -76,7 +99,13 @@ async fn run(cli: &Cli) -> Result<ExitCode> {
         Command::CopyFiles(args) => commands::copy_files(farm, args, out).await,
         Command::Installation => commands::installation(farm, out).await,
         Command::Environment(args) => commands::environment(farm, args, out).await,
-        Command::Validate(_) | Command::Farms => unreachable!("handled above"),
+        Command::Validate(_)
+        | Command::Farms
+        | Command::Queue { .. }
+        | Command::Agent(_)
+        | Command::Agents(_) => {
+            unreachable!("handled above")
+        }
     }
 }
 

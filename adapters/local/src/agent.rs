@@ -1,0 +1,676 @@
+//! An agent: one process that runs one task at a time for a queue server, on this machine or
+//! another one.
+//!
+//! Output goes to a spool file in the agent's work directory and is uploaded by byte offset,
+//! so remote agents need no shared file system and a server restart loses nothing: the agent
+//! keeps running its task, keeps retrying, and resends from the offset the server has. A
+//! task the server has taken back (stopped, or requeued while the agent was unreachable) is
+//! never started, or is stopped as soon as the agent hears of it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use farm_core::exec::{ExecOptions, TaskOutcome, run_task};
+use farm_core::{FarmError, FrameSet, JobRequest, Task};
+use reqwest::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_util::sync::CancellationToken;
+
+use crate::agent_api::{Beat, Orders, Received, Starting, Welcome};
+use crate::store::{AgentHello, Assignment, TaskReport};
+use crate::supervisor::{AGENT_MARK_ENV, AGENT_TOKEN_ENV};
+
+/// Uploads stop at a line end unless this much output is pending.
+const FLUSH_PARTIAL_LINE_AT: usize = 64 * 1024;
+/// Largest upload.
+const MAX_UPLOAD: u64 = 1024 * 1024;
+/// How often new output is looked for.
+const UPLOAD_EVERY: Duration = Duration::from_millis(100);
+
+/// How an agent runs.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The queue server's base URL.
+    pub server: String,
+    /// The queue's agent token.
+    pub token: SecretString,
+    /// A name for people and render logs.
+    pub name: String,
+    /// Where output is spooled before upload.
+    pub work_dir: PathBuf,
+    /// Launched by the server on its own machine.
+    pub local: bool,
+    /// Give up after the server has been unreachable this long (`None`: never).
+    pub reconnect_timeout: Option<Duration>,
+    /// Time between SIGTERM and SIGKILL when a task is stopped.
+    pub kill_grace: Duration,
+}
+
+/// This host's name.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+#[derive(Debug)]
+enum CallError {
+    /// The server no longer knows the agent or the assignment.
+    Gone(String),
+    /// The token was refused.
+    Refused(String),
+    /// A log upload started past what the server has.
+    Gap(u64),
+    /// Not reachable, timed out, or shutting down: retry.
+    Transport(String),
+    /// Any other refusal.
+    Server(String),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Gone(why) => write!(f, "gone: {why}"),
+            CallError::Refused(why) => write!(f, "refused: {why}"),
+            CallError::Gap(at) => write!(f, "the server expects the log from byte {at}"),
+            CallError::Transport(why) => write!(f, "unreachable: {why}"),
+            CallError::Server(why) => write!(f, "refused the call: {why}"),
+        }
+    }
+}
+
+struct Link {
+    http: reqwest::Client,
+    base: String,
+    token: SecretString,
+}
+
+impl Link {
+    fn new(server: &str, token: SecretString) -> Result<Link, FarmError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| FarmError::config(format!("cannot build an HTTP client: {e}")))?;
+        Ok(Link {
+            http,
+            base: server.trim_end_matches('/').to_owned(),
+            token,
+        })
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<reqwest::Body>,
+        json: Option<serde_json::Value>,
+        timeout: Duration,
+    ) -> Result<(StatusCode, Bytes), CallError> {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(self.token.expose_secret())
+            .timeout(timeout);
+        if let Some(json) = json {
+            request = request.json(&json);
+        }
+        if let Some(body) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .body(body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| CallError::Transport(without_url(&e)))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| CallError::Transport(without_url(&e)))?;
+        if status.is_success() {
+            return Ok((status, bytes));
+        }
+        let detail = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("detail").and_then(|d| d.as_str()).map(str::to_owned))
+            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+        Err(match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => CallError::Refused(detail),
+            StatusCode::NOT_FOUND | StatusCode::GONE => CallError::Gone(detail),
+            StatusCode::CONFLICT => match serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v["expected_offset"].as_u64())
+            {
+                Some(expected) => CallError::Gap(expected),
+                None => CallError::Server(detail),
+            },
+            s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => {
+                CallError::Transport(format!("{s}: {detail}"))
+            }
+            s => CallError::Server(format!("{s}: {detail}")),
+        })
+    }
+
+    async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        result: Result<(StatusCode, Bytes), CallError>,
+    ) -> Result<Option<T>, CallError> {
+        let (status, bytes) = result?;
+        if status == StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| CallError::Server(format!("unreadable reply: {e}")))
+    }
+}
+
+/// The error with its causes: reqwest's own message is terse ("error sending request").
+fn without_url(err: &reqwest::Error) -> String {
+    let mut text = if err.is_timeout() {
+        "timed out".to_owned()
+    } else {
+        err.to_string()
+    };
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Runs an agent until `shutdown` is cancelled (then the current task is stopped and
+/// requeued, and the agent deregisters) or the server stays unreachable longer than the
+/// reconnect timeout.
+pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(), FarmError> {
+    std::fs::create_dir_all(&config.work_dir).map_err(|e| {
+        FarmError::io(
+            format!(
+                "cannot create the agent's work directory {}",
+                config.work_dir.display()
+            ),
+            e,
+        )
+    })?;
+    let link = Arc::new(Link::new(&config.server, config.token.clone())?);
+    let hello = AgentHello {
+        name: config.name.clone(),
+        hostname: hostname(),
+        pid: i64::from(std::process::id()),
+        local: config.local,
+        version: env!("CARGO_PKG_VERSION").into(),
+    };
+    loop {
+        let welcome = tokio::select! {
+            r = register(&link, &hello, &config) => r?,
+            () = shutdown.cancelled() => return Ok(()),
+        };
+        let agent = welcome.agent_id;
+        let beat = Duration::from_millis(welcome.heartbeat_ms.max(50));
+        tracing::info!(agent, name = %config.name, server = %config.server, "registered");
+        let mut last_contact = Instant::now();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            if shutdown.is_cancelled() {
+                let path = format!("/agent/v1/agents/{agent}");
+                let _ = link
+                    .call(
+                        reqwest::Method::DELETE,
+                        &path,
+                        None,
+                        None,
+                        Duration::from_secs(3),
+                    )
+                    .await;
+                tracing::info!(agent, "stopped");
+                return Ok(());
+            }
+            let path = format!(
+                "/agent/v1/agents/{agent}/lease?wait_ms={}",
+                beat.as_millis()
+            );
+            let lease = tokio::select! {
+                r = link.call(reqwest::Method::POST, &path, None, Some(serde_json::json!({})), beat + Duration::from_secs(10)) => r,
+                () = shutdown.cancelled() => continue,
+            };
+            match link.json::<Assignment>(lease).await {
+                Ok(Some(assignment)) => {
+                    last_contact = Instant::now();
+                    backoff = Duration::from_millis(100);
+                    if let Err(gone) =
+                        run_assignment(&link, agent, beat, assignment, &config, &shutdown).await
+                    {
+                        tracing::warn!(agent, reason = %gone, "the server no longer knows this agent; registering again");
+                        break;
+                    }
+                }
+                Ok(None) => {
+                    last_contact = Instant::now();
+                    backoff = Duration::from_millis(100);
+                }
+                Err(CallError::Gone(why)) => {
+                    tracing::warn!(agent, %why, "registering again");
+                    break;
+                }
+                Err(CallError::Refused(why)) => {
+                    return Err(FarmError::permission_denied(format!(
+                        "the queue refused the agent token: {why}"
+                    )));
+                }
+                Err(other) => {
+                    let why = other.to_string();
+                    if let Some(limit) = config.reconnect_timeout
+                        && last_contact.elapsed() > limit
+                    {
+                        return Err(FarmError::unavailable(format!(
+                            "the queue at {} has been unreachable for {}: {why}",
+                            config.server,
+                            humantime::format_duration(limit)
+                        )));
+                    }
+                    tracing::debug!(%why, "lease failed; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = shutdown.cancelled() => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+}
+
+async fn register(
+    link: &Link,
+    hello: &AgentHello,
+    config: &AgentConfig,
+) -> Result<Welcome, FarmError> {
+    let started = Instant::now();
+    let mut backoff = Duration::from_millis(100);
+    let body = serde_json::to_value(hello).expect("hello serialises");
+    loop {
+        let reply = link
+            .call(
+                reqwest::Method::POST,
+                "/agent/v1/agents",
+                None,
+                Some(body.clone()),
+                Duration::from_secs(10),
+            )
+            .await;
+        match link.json::<Welcome>(reply).await {
+            Ok(Some(welcome)) => return Ok(welcome),
+            Err(CallError::Refused(why)) => {
+                return Err(FarmError::permission_denied(format!(
+                    "the queue at {} refused the agent token: {why}",
+                    config.server
+                )));
+            }
+            Ok(None) => {}
+            Err(err) => {
+                if let Some(limit) = config.reconnect_timeout
+                    && started.elapsed() > limit
+                {
+                    return Err(FarmError::unavailable(format!(
+                        "cannot register with the queue at {}: {err}",
+                        config.server
+                    )));
+                }
+                tracing::debug!(error = %err, "cannot register yet; retrying");
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// The task of `index`, exactly as [`JobRequest::tasks`] numbers them, without building
+/// every chunk of a large job.
+pub fn task_for(request: &JobRequest, index: u32) -> Option<Task> {
+    match &request.frames {
+        None => (index == 0).then_some(Task {
+            index: 0,
+            frames: None,
+        }),
+        Some(frames) => {
+            let size = request.chunk_size.max(1) as usize;
+            let chunk: Vec<u32> = frames
+                .iter()
+                .skip(index as usize * size)
+                .take(size)
+                .collect();
+            if chunk.is_empty() {
+                return None;
+            }
+            FrameSet::from_frames(chunk).ok().map(|frames| Task {
+                index,
+                frames: Some(frames),
+            })
+        }
+    }
+}
+
+fn request_of(assignment: &Assignment) -> Result<(JobRequest, Task), String> {
+    let request: JobRequest = serde_json::from_value(assignment.request.clone())
+        .map_err(|e| format!("unreadable request: {e}"))?;
+    request.validate().map_err(|e| e.to_string())?;
+    let task = task_for(&request, assignment.task_index)
+        .ok_or_else(|| format!("the job has no task {}", assignment.task_index))?;
+    Ok((request, task))
+}
+
+/// Runs one assignment to its end and reports it. `Err` means the server no longer knows
+/// this agent.
+async fn run_assignment(
+    link: &Arc<Link>,
+    agent: i64,
+    beat: Duration,
+    assignment: Assignment,
+    config: &AgentConfig,
+    shutdown: &CancellationToken,
+) -> Result<(), String> {
+    let id = assignment.assignment_id;
+    let base = format!("/agent/v1/agents/{agent}/assignments/{id}");
+    let starting = serde_json::to_value(Starting {
+        agent_name: config.name.clone(),
+    })
+    .expect("serialises");
+    let deadline = config.reconnect_timeout.map(|t| Instant::now() + t);
+    let start_path = format!("{base}/start");
+    match retry(deadline, || {
+        link.call(
+            reqwest::Method::POST,
+            &start_path,
+            None,
+            Some(starting.clone()),
+            Duration::from_secs(10),
+        )
+    })
+    .await
+    {
+        Ok(_) => {}
+        Err(CallError::Gone(why)) => {
+            tracing::info!(assignment = id, %why, "the server took the task back before it started");
+            return Ok(());
+        }
+        Err(other) => {
+            tracing::warn!(assignment = id, error = %other, "cannot confirm the start; leaving the task to the server");
+            return Ok(());
+        }
+    }
+    tracing::info!(assignment = id, job = %assignment.job_id, task = assignment.task_index, "running");
+    let spool = config.work_dir.join(format!("assignment-{id}.log"));
+    let _ = std::fs::remove_file(&spool);
+    let cancel = CancellationToken::new();
+    let done = CancellationToken::new();
+    let agent_gone = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let heart = tokio::spawn(heartbeat(
+        Arc::clone(link),
+        agent,
+        id,
+        beat,
+        cancel.clone(),
+        done.clone(),
+        Arc::clone(&agent_gone),
+    ));
+    let uploads = tokio::spawn(upload(
+        Arc::clone(link),
+        base.clone(),
+        spool.clone(),
+        done.clone(),
+        deadline,
+    ));
+    let mut interrupted = false;
+    let report = match request_of(&assignment) {
+        Err(why) => TaskReport::Failed {
+            reason: format!("the agent cannot run this request: {why}"),
+            exit_code: None,
+        },
+        Ok((request, task)) => {
+            // Tasks never see the agent's token; the mark lets a supervisor find orphans.
+            let options = ExecOptions {
+                grace: config.kill_grace,
+                base_env: vec![(AGENT_MARK_ENV.into(), config.work_dir.display().to_string())],
+                env_remove: vec![AGENT_TOKEN_ENV.into()],
+            };
+            let run = run_task(&request, &task, &spool, cancel.clone(), &options);
+            let mut run = std::pin::pin!(run);
+            let outcome = loop {
+                tokio::select! {
+                    outcome = &mut run => break outcome,
+                    () = shutdown.cancelled(), if !interrupted => {
+                        interrupted = true;
+                        cancel.cancel();
+                    }
+                }
+            };
+            match outcome {
+                Ok(TaskOutcome::Succeeded) => TaskReport::Succeeded,
+                Ok(TaskOutcome::Failed { reason, exit_code }) => {
+                    TaskReport::Failed { reason, exit_code }
+                }
+                Ok(TaskOutcome::Cancelled) if interrupted => TaskReport::Interrupted,
+                Ok(TaskOutcome::Cancelled) => TaskReport::Cancelled,
+                Err(e) => TaskReport::Failed {
+                    reason: format!("the agent could not run the task: {e}"),
+                    exit_code: None,
+                },
+            }
+        }
+    };
+    done.cancel();
+    let _ = heart.await;
+    let uploaded = uploads
+        .await
+        .unwrap_or(Err(CallError::Server("upload task failed".into())));
+    let gone = agent_gone.load(std::sync::atomic::Ordering::SeqCst);
+    if let Err(e) = &uploaded {
+        tracing::warn!(assignment = id, error = %e, "log upload ended early");
+    }
+    let body = serde_json::to_value(&report).expect("serialises");
+    let finish_path = format!("{base}/finish");
+    match retry(deadline, || {
+        link.call(
+            reqwest::Method::POST,
+            &finish_path,
+            None,
+            Some(body.clone()),
+            Duration::from_secs(10),
+        )
+    })
+    .await
+    {
+        Ok(_) => tracing::info!(assignment = id, ?report, "reported"),
+        Err(CallError::Gone(why)) => {
+            tracing::info!(assignment = id, %why, "the server had taken the task back; result dropped")
+        }
+        Err(other) => {
+            tracing::warn!(assignment = id, error = %other, "cannot report the result; the server will requeue the task")
+        }
+    }
+    let _ = std::fs::remove_file(&spool);
+    if gone {
+        Err("the server declared this agent lost".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// Retries transport failures with backoff until `deadline` (forever without one).
+async fn retry<F, Fut, T>(deadline: Option<Instant>, mut call: F) -> Result<T, CallError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, CallError>>,
+{
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match call().await {
+            Err(CallError::Transport(why)) => {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Err(CallError::Transport(why));
+                }
+                tracing::debug!(%why, "server unreachable; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Long-polls heartbeats while the task runs; cancels the task when the server says so.
+async fn heartbeat(
+    link: Arc<Link>,
+    agent: i64,
+    assignment: i64,
+    beat: Duration,
+    cancel: CancellationToken,
+    done: CancellationToken,
+    agent_gone: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let path = format!(
+        "/agent/v1/agents/{agent}/heartbeat?wait_ms={}",
+        beat.as_millis()
+    );
+    let body = serde_json::to_value(Beat {
+        running: vec![assignment],
+    })
+    .expect("serialises");
+    loop {
+        let reply = tokio::select! {
+            r = link.call(reqwest::Method::POST, &path, None, Some(body.clone()), beat + Duration::from_secs(10)) => r,
+            () = done.cancelled() => return,
+        };
+        match link.json::<Orders>(reply).await {
+            Ok(Some(orders)) if orders.cancel.contains(&assignment) => {
+                tracing::info!(assignment, "the server asked to stop the task");
+                cancel.cancel();
+            }
+            Ok(_) => {}
+            Err(CallError::Gone(why)) => {
+                tracing::warn!(agent, %why, "declared lost; stopping the task");
+                agent_gone.store(true, std::sync::atomic::Ordering::SeqCst);
+                cancel.cancel();
+            }
+            Err(_) => {
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(250)) => {}
+                    () = done.cancelled() => return,
+                }
+            }
+        }
+    }
+}
+
+async fn read_from(path: &Path, offset: u64) -> std::io::Result<Vec<u8>> {
+    let mut file = match tokio::fs::File::open(path).await {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    file.seek(std::io::SeekFrom::Start(offset)).await?;
+    let mut data = Vec::new();
+    file.take(MAX_UPLOAD).read_to_end(&mut data).await?;
+    Ok(data)
+}
+
+/// Uploads the spool file's new output, whole lines at a time while the task runs and
+/// everything once `done`; returns the bytes the server has.
+async fn upload(
+    link: Arc<Link>,
+    base: String,
+    spool: PathBuf,
+    done: CancellationToken,
+    deadline: Option<Instant>,
+) -> Result<u64, CallError> {
+    let mut sent = 0u64;
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let finishing = done.is_cancelled();
+        let data = read_from(&spool, sent)
+            .await
+            .map_err(|e| CallError::Server(format!("cannot read the spool: {e}")))?;
+        let send = if finishing || data.len() >= FLUSH_PARTIAL_LINE_AT {
+            data.len()
+        } else {
+            data.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1)
+        };
+        if send > 0 {
+            let path = format!("{base}/log?offset={sent}");
+            let reply = link
+                .call(
+                    reqwest::Method::POST,
+                    &path,
+                    Some(reqwest::Body::from(data[..send].to_vec())),
+                    None,
+                    Duration::from_secs(30),
+                )
+                .await;
+            match link.json::<Received>(reply).await {
+                Ok(Some(r)) => {
+                    sent = r.received;
+                    backoff = Duration::from_millis(50);
+                }
+                Ok(None) => {}
+                Err(CallError::Gap(expected)) => sent = expected.min(sent),
+                Err(CallError::Transport(why)) => {
+                    if finishing && deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Err(CallError::Transport(why));
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+                Err(other) => return Err(other),
+            }
+            continue;
+        }
+        if finishing {
+            return Ok(sent);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(UPLOAD_EVERY) => {}
+            () = done.cancelled() => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_for_agrees_with_the_reference_plan() {
+        for (frames, chunk) in [
+            ("1-10", 3),
+            ("1001-1010x2", 2),
+            ("1,3,7-9,20", 2),
+            ("5", 1),
+            ("1-7", 3),
+        ] {
+            let mut r = JobRequest::new("t", vec![farm_core::Command::Argv(vec!["true".into()])]);
+            r.frames = Some(frames.parse().unwrap());
+            r.chunk_size = chunk;
+            let tasks = r.tasks();
+            for t in &tasks {
+                assert_eq!(
+                    task_for(&r, t.index).as_ref(),
+                    Some(t),
+                    "{frames} / {chunk}"
+                );
+            }
+            assert_eq!(task_for(&r, tasks.len() as u32), None);
+        }
+        let single = JobRequest::new("t", vec![farm_core::Command::Argv(vec!["true".into()])]);
+        assert_eq!(task_for(&single, 0), Some(single.tasks().remove(0)));
+        assert_eq!(task_for(&single, 1), None);
+    }
+}

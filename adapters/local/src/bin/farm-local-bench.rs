@@ -1,0 +1,425 @@
+//! Load and latency benchmark of the local queue: a real `farm-local queue serve` process
+//! with real agent processes, driven over HTTP like any client.
+//!
+//! Measures, with trivial jobs (`true`):
+//! - submit -> running latency on an idle queue (the server's own submit and start times);
+//! - end-to-end throughput of N jobs with the configured agents, and the latency under that
+//!   backlog;
+//! - server memory once it holds the given number of finished jobs;
+//! - list latency at that size (first page, filters, delta polling, a deep cursor).
+//!
+//! Prints a Markdown report (the figures in `docs/performance.md` come from it).
+//! Build with `cargo build --release -p farm-local --bins` and run
+//! `target/release/farm-local-bench --jobs 5000 --memory-jobs 100000`.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "farm-local-bench",
+    about = "Benchmark the local queue end to end"
+)]
+struct Args {
+    /// Jobs for the throughput run.
+    #[arg(long, default_value_t = 5000)]
+    jobs: usize,
+    /// Local agents.
+    #[arg(long, default_value_t = 2)]
+    agents: usize,
+    /// Sequential jobs for the idle-queue latency.
+    #[arg(long, default_value_t = 300)]
+    latency_jobs: usize,
+    /// Finished jobs the queue holds when memory and list latency are measured (0: skip).
+    #[arg(long, default_value_t = 100_000)]
+    memory_jobs: usize,
+    /// Submissions in flight at once.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Samples per list query.
+    #[arg(long, default_value_t = 50)]
+    list_samples: usize,
+    /// The `farm-local` binary (default: next to this one).
+    #[arg(long)]
+    server_bin: Option<PathBuf>,
+    /// Extra arguments for `queue serve` (e.g. `--durability full`).
+    #[arg(long, allow_hyphen_values = true)]
+    serve_arg: Vec<String>,
+}
+
+struct Server {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Clone)]
+struct Client {
+    http: reqwest::Client,
+    url: String,
+    token: String,
+}
+
+impl Client {
+    async fn submit(&self, name: &str, tag: &str) -> Value {
+        let body = json!({"name": name, "commands": [["true"]], "tags": [tag]});
+        let response = self
+            .http
+            .post(format!("{}/v1/jobs", self.url))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .expect("submit");
+        assert!(
+            response.status().is_success(),
+            "submit failed: {}",
+            response.status()
+        );
+        response.json().await.expect("job json")
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("get");
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
+        response.json().await.expect("json")
+    }
+
+    /// Waits until no job with `tag` is Waiting or Running.
+    async fn drain(&self, tag: &str) {
+        loop {
+            let page = self
+                .get(&format!(
+                    "/v1/jobs?state=Waiting&state=Running&tag={tag}&limit=1"
+                ))
+                .await;
+            if page["jobs"].as_array().is_none_or(|j| j.is_empty()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// `start_time - submit_time` of every job with `tag`, in ms.
+    async fn latencies(&self, tag: &str) -> Vec<f64> {
+        let mut out = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let page = self
+                .get(&format!("/v1/jobs?tag={tag}&limit=1000{cursor}"))
+                .await;
+            for job in page["jobs"].as_array().into_iter().flatten() {
+                if let (Some(s), Some(r)) =
+                    (job["submit_time"].as_i64(), job["start_time"].as_i64())
+                {
+                    out.push((r - s) as f64);
+                }
+                assert_eq!(job["state"], "Completed", "{job}");
+            }
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = format!("&cursor={c}"),
+                None => return out,
+            }
+        }
+    }
+}
+
+fn percentile(values: &mut [f64], p: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(|a, b| a.total_cmp(b));
+    let rank = ((p / 100.0) * (values.len() - 1) as f64).round() as usize;
+    values[rank.min(values.len() - 1)]
+}
+
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn start_server(args: &Args) -> (Server, String) {
+    let bin = args.server_bin.clone().unwrap_or_else(|| {
+        std::env::current_exe()
+            .expect("exe")
+            .with_file_name("farm-local")
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("queue");
+    let mut child = Command::new(&bin)
+        .args([
+            "queue",
+            "serve",
+            "--port",
+            "0",
+            "--agents",
+            &args.agents.to_string(),
+            "--data-root",
+        ])
+        .arg(&root)
+        .args(&args.serve_arg)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("server output");
+    let url = line.trim().rsplit(' ').next().expect("url").to_owned();
+    let token = std::fs::read_to_string(root.join("api.token"))
+        .expect("api token")
+        .trim()
+        .to_owned();
+    (
+        Server {
+            child,
+            url,
+            _dir: dir,
+        },
+        token,
+    )
+}
+
+async fn run_batch(client: &Client, count: usize, concurrency: usize, tag: &str) -> Duration {
+    let started = Instant::now();
+    futures::stream::iter(0..count)
+        .map(|i| {
+            let client = client.clone();
+            let tag = tag.to_owned();
+            async move { client.submit(&format!("{tag}-{i}"), &tag).await }
+        })
+        .buffer_unordered(concurrency)
+        .for_each(|_| async {})
+        .await;
+    client.drain(tag).await;
+    started.elapsed()
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args = Args::parse();
+    let (server, token) = start_server(&args);
+    let pid = server.child.id();
+    let client = Client {
+        http: reqwest::Client::new(),
+        url: server.url.clone(),
+        token,
+    };
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "# farm-local-bench\n\nmachine: {cores} cores ({cpu}); {} local agents; server args {:?}\n",
+        args.agents, args.serve_arg
+    );
+
+    // Warm up: agents registered, caches hot.
+    run_batch(&client, 20, 4, "warmup").await;
+
+    // Idle queue: one job at a time.
+    let mut submit_ms = Vec::new();
+    for i in 0..args.latency_jobs {
+        let t = Instant::now();
+        let job = client.submit(&format!("latency-{i}"), "latency").await;
+        submit_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        let id = job["id"].as_str().expect("id").to_owned();
+        loop {
+            let j = client.get(&format!("/v1/jobs/{id}")).await;
+            if j["state"] == "Completed" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    let mut idle = client.latencies("latency").await;
+    println!("## Idle queue ({} sequential jobs)\n", args.latency_jobs);
+    println!("| metric | p50 | p99 | max |\n|---|---|---|---|");
+    let max = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+    println!(
+        "| submit -> running (server clock, ms) | {:.0} | {:.0} | {:.0} |",
+        percentile(&mut idle, 50.0),
+        percentile(&mut idle, 99.0),
+        max(&idle)
+    );
+    println!(
+        "| submit request round trip (client, ms) | {:.2} | {:.2} | {:.2} |\n",
+        percentile(&mut submit_ms, 50.0),
+        percentile(&mut submit_ms, 99.0),
+        max(&submit_ms)
+    );
+
+    // Throughput with a backlog.
+    let elapsed = run_batch(&client, args.jobs, args.concurrency, "throughput").await;
+    let mut loaded = client.latencies("throughput").await;
+    let rate = args.jobs as f64 / elapsed.as_secs_f64();
+    println!(
+        "## Throughput ({} jobs submitted {} at a time)\n",
+        args.jobs, args.concurrency
+    );
+    println!("| metric | value |\n|---|---|");
+    println!(
+        "| wall time, first submit to last job finished | {:.2} s |",
+        elapsed.as_secs_f64()
+    );
+    println!("| jobs per second | {rate:.0} |");
+    println!("| jobs per minute | {:.0} |", rate * 60.0);
+    println!(
+        "| submit -> running under backlog p50 / p99 (ms) | {:.0} / {:.0} |\n",
+        percentile(&mut loaded, 50.0),
+        percentile(&mut loaded, 99.0)
+    );
+
+    if args.memory_jobs == 0 {
+        return;
+    }
+    let done = args.jobs + args.latency_jobs + 20;
+    let (rss_before, _) = rss_kib(pid);
+    let mut remaining = args.memory_jobs.saturating_sub(done);
+    let fill_started = Instant::now();
+    let mut batch: usize = 0;
+    while remaining > 0 {
+        let n = remaining.min(10_000);
+        run_batch(&client, n, args.concurrency, &format!("fill{batch}")).await;
+        remaining -= n;
+        batch += 1;
+        eprintln!("{} jobs left to fill", remaining);
+    }
+    let fill = fill_started.elapsed();
+    let total = done.max(args.memory_jobs);
+    let (rss, hwm) = rss_kib(pid);
+    let db = std::fs::metadata(server._dir.path().join("queue/queue.db"))
+        .map(|m| m.len())
+        .unwrap_or(0)
+        + std::fs::metadata(server._dir.path().join("queue/queue.db-wal"))
+            .map(|m| m.len())
+            .unwrap_or(0);
+    println!("## Memory with {total} finished jobs\n");
+    println!("| metric | value |\n|---|---|");
+    println!(
+        "| server RSS after the throughput run | {:.1} MiB |",
+        rss_before as f64 / 1024.0
+    );
+    println!(
+        "| server RSS holding {total} finished jobs | {:.1} MiB |",
+        rss as f64 / 1024.0
+    );
+    println!(
+        "| server peak RSS (VmHWM) | {:.1} MiB |",
+        hwm as f64 / 1024.0
+    );
+    println!(
+        "| database on disk | {:.1} MiB |",
+        db as f64 / (1024.0 * 1024.0)
+    );
+    println!(
+        "| filling rate ({} jobs end to end) | {:.0} jobs/s |\n",
+        total - done,
+        (total - done) as f64 / fill.as_secs_f64().max(0.001)
+    );
+
+    // List latency at that size.
+    let recent = client
+        .get("/v1/jobs?limit=1&state=Completed&tag=fill0")
+        .await;
+    let mid_cursor = {
+        let page = client
+            .get(&format!("/v1/jobs?limit=1000&tag=fill{}", batch / 2))
+            .await;
+        page["next_cursor"].as_str().unwrap_or_default().to_owned()
+    };
+    let updated = client
+        .get(&format!(
+            "/v1/jobs?limit=1&tag=fill{}",
+            batch.saturating_sub(1)
+        ))
+        .await["jobs"][0]["updated_at"]
+        .as_i64()
+        .unwrap_or(0);
+    let _ = recent;
+    let queries = [
+        ("first page, 100 jobs", "/v1/jobs?limit=100".to_owned()),
+        ("first page, 1000 jobs", "/v1/jobs?limit=1000".to_owned()),
+        (
+            "state=Failed (none match)",
+            "/v1/jobs?state=Failed&limit=100".to_owned(),
+        ),
+        (
+            "state=Waiting&state=Running (none)",
+            "/v1/jobs?state=Waiting&state=Running&limit=100".to_owned(),
+        ),
+        ("exact name", "/v1/jobs?name=throughput-17".to_owned()),
+        (
+            "tag of 300 jobs",
+            "/v1/jobs?tag=latency&limit=1000".to_owned(),
+        ),
+        (
+            "delta poll, updated_since of the last batch, 100",
+            format!("/v1/jobs?updated_since={updated}&limit=100"),
+        ),
+        (
+            "page from a deep cursor, 100",
+            format!("/v1/jobs?limit=100&cursor={mid_cursor}"),
+        ),
+        ("one job by id", "/v1/jobs/12345".to_owned()),
+    ];
+    println!(
+        "## List latency with {total} jobs ({} samples each, client round trip)\n",
+        args.list_samples
+    );
+    println!("| query | p50 ms | p99 ms |\n|---|---|---|");
+    for (what, path) in queries {
+        let mut samples = Vec::new();
+        for _ in 0..args.list_samples {
+            let t = Instant::now();
+            client.get(&path).await;
+            samples.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        println!(
+            "| {what} | {:.2} | {:.2} |",
+            percentile(&mut samples, 50.0),
+            percentile(&mut samples, 99.0)
+        );
+    }
+    println!();
+}

@@ -1,0 +1,157 @@
+//! Settings of the `local` adapter (the `settings:` map of a farm with `adapter: local`;
+//! `FARM_LOCAL_<NAME>` variables override them).
+//!
+//! ```yaml
+//! farms:
+//!   local:
+//!     adapter: local
+//!     settings:
+//!       url: http://127.0.0.1:7575   # where the queue listens (default)
+//!       autostart: true              # start a queue in the background when none answers
+//!       agents: 4                    # local agents of an autostarted queue (default 2)
+//!       idle_shutdown: 15m           # an autostarted queue exits after this long idle
+//! ```
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::{Deserialize, Deserializer};
+
+use crate::server::DEFAULT_PORT;
+
+/// Settings of the `local` adapter.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalSettings {
+    /// The queue's URL.
+    #[serde(default = "default_url")]
+    pub url: String,
+    /// The queue's data root (default: `$FARM_DATA_ROOT`, else the user's data directory).
+    #[serde(default)]
+    pub data_root: Option<PathBuf>,
+    /// The queue's client token (default: read from `api.token` in the data root).
+    #[serde(default)]
+    pub token: Option<SecretString>,
+    /// Start a queue in the background when none answers at a loopback `url`.
+    #[serde(default = "yes")]
+    pub autostart: bool,
+    /// Local agents an autostarted queue runs (default: its own default, 2).
+    #[serde(default)]
+    pub agents: Option<usize>,
+    /// An autostarted queue exits after this long without work or clients.
+    #[serde(default = "default_idle", deserialize_with = "duration")]
+    pub idle_shutdown: Duration,
+    /// The command that starts a queue (default: this program with `queue serve`).
+    #[serde(default)]
+    pub server_command: Option<Vec<String>>,
+    /// How long to wait for an autostarted queue to answer.
+    #[serde(default = "default_start_timeout", deserialize_with = "duration")]
+    pub start_timeout: Duration,
+    /// Longest wait for one HTTP exchange.
+    #[serde(default = "default_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+}
+
+impl Default for LocalSettings {
+    fn default() -> Self {
+        LocalSettings {
+            url: default_url(),
+            data_root: None,
+            token: None,
+            autostart: true,
+            agents: None,
+            idle_shutdown: default_idle(),
+            server_command: None,
+            start_timeout: default_start_timeout(),
+            timeout: default_timeout(),
+        }
+    }
+}
+
+impl LocalSettings {
+    /// Settings for a queue at `url` that is never autostarted.
+    pub fn connect(url: impl Into<String>, token: SecretString) -> LocalSettings {
+        LocalSettings {
+            url: url.into(),
+            token: Some(token),
+            autostart: false,
+            ..LocalSettings::default()
+        }
+    }
+}
+
+fn default_url() -> String {
+    format!("http://127.0.0.1:{DEFAULT_PORT}")
+}
+
+fn default_idle() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+
+fn default_start_timeout() -> Duration {
+    Duration::from_secs(20)
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `30s`, `15m`, or a number of seconds.
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Seconds(f64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Seconds(s) if s.is_finite() && s > 0.0 => Ok(Duration::from_secs_f64(s)),
+        Raw::Seconds(s) => Err(serde::de::Error::custom(format!(
+            "{s} is not a positive duration"
+        ))),
+        Raw::Text(t) => humantime::parse_duration(&t)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!("{t:?} is not a duration such as 30s or 15m"))
+            }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_durations() {
+        let s: LocalSettings = serde_yaml::from_str("{}").unwrap();
+        assert_eq!(s.url, "http://127.0.0.1:7575");
+        assert!(s.autostart);
+        assert_eq!(s.idle_shutdown, Duration::from_secs(900));
+        let s: LocalSettings =
+            serde_yaml::from_str("idle_shutdown: 90s\nagents: 4\nautostart: false\n").unwrap();
+        assert_eq!(
+            (s.idle_shutdown, s.agents, s.autostart),
+            (Duration::from_secs(90), Some(4), false)
+        );
+        assert!(
+            serde_yaml::from_str::<LocalSettings>("agent: 4\n").is_err(),
+            "unknown keys are refused"
+        );
+        assert!(serde_yaml::from_str::<LocalSettings>("idle_shutdown: soon\n").is_err());
+    }
+
+    #[test]
+    fn the_token_never_shows_in_debug_output() {
+        let s = LocalSettings::connect(
+            "http://127.0.0.1:1",
+            SecretString::from("s3cr3t-token".to_owned()),
+        );
+        assert!(!format!("{s:?}").contains("s3cr3t-token"));
+    }
+}

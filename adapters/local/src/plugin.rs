@@ -1,0 +1,221 @@
+//! `LocalQueue`: the HTTP adapter speaking to the local queue, plus "start one when none
+//! answers". Every farm operation is the HTTP adapter's; this type only makes sure a server
+//! runs (at the first call, and again if an idle queue exited between calls), finds the
+//! token in the data root, and stages render files under the data root when no shared
+//! staging root is configured.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use farm_core::{
+    Capabilities, CommonSettings, FarmError, FarmPlugin, InstallationMetadata, Job, JobFilter,
+    JobId, JobRequest, JobState, LogChunk, RenderedJob, Result, SharedStaging,
+};
+use farm_http::{HttpFarm, HttpSettings};
+use secrecy::SecretString;
+use uuid::Uuid;
+
+use crate::client::{Probe, ensure_server, loopback, probe};
+use crate::config::LocalSettings;
+use crate::data_root::{DataRoot, TokenKind};
+
+/// The adapter name.
+pub const ADAPTER: &str = "local";
+
+/// The local queue as a farm.
+pub struct LocalQueue {
+    name: String,
+    settings: LocalSettings,
+    root: DataRoot,
+    common: CommonSettings,
+    /// Renders and reports capabilities; never contacts the server.
+    offline: HttpFarm,
+    online: tokio::sync::OnceCell<HttpFarm>,
+    starting: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for LocalQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalQueue")
+            .field("name", &self.name)
+            .field("url", &self.settings.url)
+            .field("data_root", &self.root.path())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LocalQueue {
+    /// A local queue farm. Nothing is contacted or started until an operation needs the
+    /// server, so `render` works on a machine where no queue ever ran.
+    pub fn new(settings: LocalSettings, mut common: CommonSettings) -> Result<LocalQueue> {
+        let root = DataRoot::resolve(settings.data_root.as_deref());
+        if common.staging.is_none() {
+            common.staging = Some(SharedStaging::new(root.staging()));
+        }
+        let offline = HttpFarm::new(http_settings(&settings, None))?
+            .with_common(common.clone())
+            .with_name(ADAPTER);
+        Ok(LocalQueue {
+            name: ADAPTER.to_owned(),
+            settings,
+            root,
+            common,
+            offline,
+            online: tokio::sync::OnceCell::new(),
+            starting: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Names the farm (for messages).
+    pub fn with_name(mut self, name: impl Into<String>) -> LocalQueue {
+        self.name = name.into();
+        self
+    }
+
+    /// The data root this farm uses (logs, tokens, staging).
+    pub fn data_root(&self) -> &DataRoot {
+        &self.root
+    }
+
+    async fn ensure(&self) -> Result<()> {
+        let _one_at_a_time = self.starting.lock().await;
+        ensure_server(&self.settings, &self.root).await
+    }
+
+    /// The connected HTTP farm, starting the queue first if needed.
+    async fn farm(&self) -> Result<&HttpFarm> {
+        self.online
+            .get_or_try_init(|| async {
+                self.ensure().await?;
+                let token = match &self.settings.token {
+                    Some(t) => t.clone(),
+                    None => self.root.read_token(TokenKind::Api).ok().flatten().ok_or_else(|| {
+                        FarmError::config(format!(
+                            "farm {}: no token for the queue at {}: set settings.token, or data_root to the queue's data root \
+                             (its api.token file was not found in {})",
+                            self.name,
+                            self.settings.url,
+                            self.root.path().display()
+                        ))
+                    })?,
+                };
+                Ok::<_, FarmError>(HttpFarm::new(http_settings(&self.settings, Some(token)))?.with_common(self.common.clone()).with_name(&self.name))
+            })
+            .await
+    }
+
+    /// After a retryable failure: if nothing answers any more (an idle queue exited) and
+    /// starting is allowed, start the queue again and say the call may be retried.
+    async fn restarted(&self, err: &FarmError) -> bool {
+        if !err.is_retryable() || !self.settings.autostart || loopback(&self.settings.url).is_none()
+        {
+            return false;
+        }
+        matches!(probe(&self.settings.url).await, Probe::Down(_)) && self.ensure().await.is_ok()
+    }
+
+    fn explain(&self, err: FarmError) -> FarmError {
+        match err {
+            FarmError::PermissionDenied { message, source } if self.settings.token.is_none() => {
+                FarmError::PermissionDenied {
+                    message: format!(
+                        "{message} (the token came from {}; if the queue at {} serves another data root, set data_root or token)",
+                        self.root.path().join("api.token").display(),
+                        self.settings.url
+                    ),
+                    source,
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+fn http_settings(settings: &LocalSettings, token: Option<SecretString>) -> HttpSettings {
+    let mut http = HttpSettings::new(settings.url.clone()).with_timeout(settings.timeout);
+    http.token = token;
+    http.verify_capabilities = false;
+    http
+}
+
+/// Runs an operation on the connected farm; if the queue went away (idle shutdown) and may
+/// be started, starts it and runs the operation once more. Submits are idempotent by render
+/// context, so repeating one is safe.
+macro_rules! online {
+    ($self:ident, |$farm:ident| $call:expr) => {{
+        let $farm = $self.farm().await.map_err(|e| $self.explain(e))?;
+        match $call.await {
+            Err(err) if $self.restarted(&err).await => $call.await,
+            other => other,
+        }
+        .map_err(|e| $self.explain(e))
+    }};
+}
+
+#[async_trait::async_trait]
+impl FarmPlugin for LocalQueue {
+    fn adapter(&self) -> &str {
+        ADAPTER
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.offline.capabilities()
+    }
+
+    async fn create_temp_directory(&self, render_context: Uuid) -> Result<String> {
+        self.offline.create_temp_directory(render_context).await
+    }
+
+    async fn copy_render_files(
+        &self,
+        files: &[PathBuf],
+        render_context: Uuid,
+    ) -> Result<BTreeMap<PathBuf, String>> {
+        self.offline.copy_render_files(files, render_context).await
+    }
+
+    async fn installation_metadata(&self) -> Result<InstallationMetadata> {
+        self.offline.installation_metadata().await
+    }
+
+    async fn render_environment(&self, render_context: Uuid) -> Result<BTreeMap<String, String>> {
+        self.offline.render_environment(render_context).await
+    }
+
+    async fn render(&self, request: &JobRequest) -> Result<RenderedJob> {
+        self.offline.render(request).await
+    }
+
+    async fn submit(&self, request: &JobRequest) -> Result<JobId> {
+        request.validate()?;
+        online!(self, |farm| farm.submit(request))
+    }
+
+    async fn job_state(&self, id: &JobId) -> Result<JobState> {
+        online!(self, |farm| farm.job_state(id))
+    }
+
+    async fn job(&self, id: &JobId) -> Result<Job> {
+        online!(self, |farm| farm.job(id))
+    }
+
+    async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>> {
+        online!(self, |farm| farm.list_jobs(filter))
+    }
+
+    async fn render_log_filename(&self, id: &JobId) -> Result<Option<String>> {
+        online!(self, |farm| farm.render_log_filename(id))
+    }
+
+    async fn read_log(&self, id: &JobId, offset: u64) -> Result<LogChunk> {
+        online!(self, |farm| farm.read_log(id, offset))
+    }
+
+    async fn start(&self, id: &JobId) -> Result<JobId> {
+        online!(self, |farm| farm.start(id))
+    }
+
+    async fn stop(&self, id: &JobId) -> Result<()> {
+        online!(self, |farm| farm.stop(id))
+    }
+}
