@@ -152,6 +152,34 @@ fn deserialize_settings<T: DeserializeOwned>(
     })
 }
 
+/// Reads a positive duration from adapter settings: `30s`, `1m 30s`, `500ms` (humantime) or
+/// a number of seconds. For `#[serde(deserialize_with = "farm_core::config::duration")]`, so
+/// every adapter accepts the same spellings.
+pub fn duration<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<std::time::Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Seconds(f64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Seconds(s) if s.is_finite() && s > 0.0 => Ok(std::time::Duration::from_secs_f64(s)),
+        Raw::Seconds(s) => Err(serde::de::Error::custom(format!(
+            "{s} is not a positive duration"
+        ))),
+        Raw::Text(t) => humantime::parse_duration(&t)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "{t:?} is not a duration such as 30s, 1m 30s or 500ms"
+                ))
+            }),
+    }
+}
+
 /// `FARM_<ADAPTER>_<NAME>=value` variables as `(name, value)` settings, the value read as a
 /// YAML scalar (`8` is a number, `true` a boolean). The name is lower-cased.
 pub fn env_overrides(
@@ -346,6 +374,29 @@ mod tests {
             err.contains("f.yaml") && err.contains("farms.a") && err.contains("adaptor"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn durations_accept_units_and_plain_seconds_but_not_zero() {
+        #[derive(Deserialize)]
+        struct T {
+            #[serde(deserialize_with = "duration")]
+            d: std::time::Duration,
+        }
+        let ok = |y: &str| serde_yaml::from_str::<T>(y).map(|t| t.d);
+        assert_eq!(ok("d: 30s").unwrap(), std::time::Duration::from_secs(30));
+        assert_eq!(ok("d: 1m 30s").unwrap(), std::time::Duration::from_secs(90));
+        assert_eq!(
+            ok("d: 500ms").unwrap(),
+            std::time::Duration::from_millis(500)
+        );
+        assert_eq!(
+            ok("d: 2.5").unwrap(),
+            std::time::Duration::from_millis(2500)
+        );
+        for bad in ["d: 0", "d: -1", "d: 0s", "d: soon"] {
+            assert!(ok(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

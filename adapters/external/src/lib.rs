@@ -39,7 +39,10 @@ pub struct ExternalSettings {
     #[serde(default)]
     pub working_directory: Option<PathBuf>,
     /// How long one call may take (default 60s).
-    #[serde(default = "default_timeout", with = "humantime_secs")]
+    #[serde(
+        default = "default_timeout",
+        deserialize_with = "farm_core::config::duration"
+    )]
     pub timeout: Duration,
     /// Passed verbatim to the adapter in `hello` (its own configuration).
     #[serde(default)]
@@ -59,30 +62,6 @@ impl std::fmt::Debug for ExternalSettings {
 
 fn default_timeout() -> Duration {
     Duration::from_secs(60)
-}
-
-mod humantime_secs {
-    use serde::{Deserialize, Deserializer};
-    use std::time::Duration;
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        parse(&text).map_err(serde::de::Error::custom)
-    }
-
-    fn parse(text: &str) -> Result<Duration, String> {
-        let t = text.trim();
-        let (number, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
-        let n: u64 = number
-            .parse()
-            .map_err(|_| format!("{text:?} is not a duration such as 30s or 2m"))?;
-        match unit.trim() {
-            "ms" => Ok(Duration::from_millis(n)),
-            "s" | "" => Ok(Duration::from_secs(n)),
-            "m" => Ok(Duration::from_secs(n * 60)),
-            _ => Err(format!("{text:?} has an unknown unit; use ms, s or m")),
-        }
-    }
 }
 
 /// One task as the external adapter receives it: concrete argv and `FARM_*` variables for

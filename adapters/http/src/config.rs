@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use farm_core::{Capabilities, FarmError, Result};
 use secrecy::SecretString;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 /// Environment variable read for the token when neither `token` nor `token_env` is set.
 pub const DEFAULT_TOKEN_ENV: &str = "FARM_HTTP_TOKEN";
@@ -78,10 +78,16 @@ pub struct HttpSettings {
     #[serde(default)]
     pub token_env: Option<String>,
     /// Longest wait for one HTTP exchange (default 30 s).
-    #[serde(default = "default_timeout", deserialize_with = "duration")]
+    #[serde(
+        default = "default_timeout",
+        deserialize_with = "farm_core::config::duration"
+    )]
     pub timeout: Duration,
     /// Longest wait to connect (default 5 s).
-    #[serde(default = "default_connect_timeout", deserialize_with = "duration")]
+    #[serde(
+        default = "default_connect_timeout",
+        deserialize_with = "farm_core::config::duration"
+    )]
     pub connect_timeout: Duration,
     /// Retries for calls that are safe to repeat.
     #[serde(default)]
@@ -111,28 +117,6 @@ fn default_profile() -> String {
 
 fn yes() -> bool {
     true
-}
-
-/// `30s`, `1m 30s`, `500ms`, or a number of seconds.
-fn duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Seconds(f64),
-        Text(String),
-    }
-    match Raw::deserialize(d)? {
-        Raw::Seconds(s) if s.is_finite() && s > 0.0 => Ok(Duration::from_secs_f64(s)),
-        Raw::Seconds(s) => Err(serde::de::Error::custom(format!(
-            "{s} is not a positive duration"
-        ))),
-        Raw::Text(t) => humantime::parse_duration(&t)
-            .ok()
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| {
-                serde::de::Error::custom(format!("{t:?} is not a duration such as 30s or 1m 30s"))
-            }),
-    }
 }
 
 impl HttpSettings {

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::SecretString;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use crate::server::DEFAULT_PORT;
 
@@ -40,16 +40,25 @@ pub struct LocalSettings {
     #[serde(default)]
     pub agents: Option<usize>,
     /// An autostarted queue exits after this long without work or clients.
-    #[serde(default = "default_idle", deserialize_with = "duration")]
+    #[serde(
+        default = "default_idle",
+        deserialize_with = "farm_core::config::duration"
+    )]
     pub idle_shutdown: Duration,
     /// The command that starts a queue (default: this program with `queue serve`).
     #[serde(default)]
     pub server_command: Option<Vec<String>>,
     /// How long to wait for an autostarted queue to answer.
-    #[serde(default = "default_start_timeout", deserialize_with = "duration")]
+    #[serde(
+        default = "default_start_timeout",
+        deserialize_with = "farm_core::config::duration"
+    )]
     pub start_timeout: Duration,
     /// Longest wait for one HTTP exchange.
-    #[serde(default = "default_timeout", deserialize_with = "duration")]
+    #[serde(
+        default = "default_timeout",
+        deserialize_with = "farm_core::config::duration"
+    )]
     pub timeout: Duration,
 }
 
@@ -99,28 +108,6 @@ fn default_timeout() -> Duration {
 
 fn yes() -> bool {
     true
-}
-
-/// `30s`, `15m`, or a number of seconds.
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Seconds(f64),
-        Text(String),
-    }
-    match Raw::deserialize(d)? {
-        Raw::Seconds(s) if s.is_finite() && s > 0.0 => Ok(Duration::from_secs_f64(s)),
-        Raw::Seconds(s) => Err(serde::de::Error::custom(format!(
-            "{s} is not a positive duration"
-        ))),
-        Raw::Text(t) => humantime::parse_duration(&t)
-            .ok()
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| {
-                serde::de::Error::custom(format!("{t:?} is not a duration such as 30s or 15m"))
-            }),
-    }
 }
 
 #[cfg(test)]
