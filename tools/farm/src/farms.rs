@@ -12,8 +12,8 @@ pub fn registry() -> AdapterRegistry {
     farm_external::register(&mut registry);
     farm_http::register(&mut registry);
     farm_local::register(&mut registry);
+    farm_htcondor::register(&mut registry);
     registry.mark_unavailable("slurm", "it is not built into this version of farm yet");
-    registry.mark_unavailable("htcondor", "it is not built into this version of farm yet");
     registry
 }
 
