@@ -13,7 +13,7 @@ pub fn registry() -> AdapterRegistry {
     farm_http::register(&mut registry);
     farm_local::register(&mut registry);
     farm_htcondor::register(&mut registry);
-    registry.mark_unavailable("slurm", "it is not built into this version of farm yet");
+    farm_slurm::register(&mut registry);
     registry
 }
 

@@ -1,0 +1,686 @@
+//! The only code that runs Slurm commands or talks to slurmrestd. It returns Slurm's text;
+//! `parse` reads it. Every failure becomes a `FarmError` in one place, [`to_farm_error`],
+//! which keeps Slurm's own words.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use farm_core::{CommandOutput, CommandRunner, FarmError, JobId, Result};
+use reqwest::header::{HeaderMap, HeaderValue};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::parse::{self, SACCT_FORMAT};
+
+/// A transport failure, before it becomes a `FarmError`.
+#[derive(Debug)]
+pub enum Failure<'a> {
+    /// A command ran and exited non-zero (or was killed).
+    Command {
+        /// What ran, e.g. `sbatch`.
+        program: &'a str,
+        /// Its status and output.
+        output: &'a CommandOutput,
+    },
+    /// slurmrestd answered with an error status or `errors[]`.
+    Http {
+        /// The HTTP status.
+        status: u16,
+        /// The body, verbatim.
+        body: &'a str,
+    },
+}
+
+/// Maps a failure of Slurm onto the error a caller can act on, keeping Slurm's message.
+/// `id` is the job the call was about, for `JobNotFound`.
+pub fn to_farm_error(failure: Failure<'_>, id: Option<&JobId>) -> FarmError {
+    let (message, status) = match &failure {
+        Failure::Command { program, output } => {
+            let text = if output.stderr.trim().is_empty() {
+                output.stdout.trim()
+            } else {
+                output.stderr.trim()
+            };
+            let how = output.status.map_or_else(
+                || "was killed by a signal".to_owned(),
+                |s| format!("exited {s}"),
+            );
+            (format!("{program} {how}: {text}"), None)
+        }
+        Failure::Http { status, body } => {
+            let detail = match parse::parse_errors(body) {
+                Ok(errors) if !errors.is_empty() => errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                _ => body.trim().chars().take(500).collect(),
+            };
+            (
+                format!("slurmrestd answered HTTP {status}: {detail}"),
+                Some(*status),
+            )
+        }
+    };
+    let lower = message.to_ascii_lowercase();
+    let has = |needles: &[&str]| needles.iter().any(|n| lower.contains(n));
+    if has(&["invalid job id", "unable to find jobid"])
+        && let Some(id) = id
+    {
+        return FarmError::job_not_found(id.clone());
+    }
+    if has(&["job dependency problem", "invalid dependency"]) {
+        return FarmError::invalid("depends_on", message);
+    }
+    if matches!(status, Some(401 | 403))
+        || has(&[
+            "access/permission denied",
+            "access denied",
+            "permission denied",
+            "authentication failure",
+            "not authorized",
+            "invalid user",
+        ])
+    {
+        return FarmError::permission_denied(message);
+    }
+    if status == Some(500) && has(&["slurmctld config is unable to load"]) {
+        return FarmError::permission_denied(format!(
+            "{message} (slurmrestd says this when the token is invalid or expired: mint one with `scontrol token`)"
+        ));
+    }
+    if status == Some(404) {
+        return FarmError::config(format!(
+            "{message} (this slurmrestd does not serve that API: check settings.api_version and the -s plugins slurmrestd runs)"
+        ));
+    }
+    if matches!(status, Some(502..=504))
+        || has(&[
+            "unable to contact slurm controller",
+            "socket timed out",
+            "connection refused",
+            "zero bytes were transmitted",
+            "temporarily unable",
+            "communication connection failure",
+            "slurmctld is not responding",
+        ])
+    {
+        return FarmError::unavailable(message);
+    }
+    if let Failure::Command { output, .. } = &failure
+        && output.status.is_none()
+    {
+        return FarmError::unavailable(message);
+    }
+    FarmError::scheduler(message)
+}
+
+/// When a requeued job may start again (see [`CliClient::requeue`]).
+pub const RELEASE_AT: &str = "starttime=now+2";
+
+/// The command-line transport.
+#[derive(Debug, Clone)]
+pub struct CliClient {
+    runner: Arc<dyn CommandRunner>,
+    bin_dir: Option<String>,
+    timeout: Duration,
+}
+
+/// The script `read_log` runs through the runner (so it works over ssh): the file's size,
+/// then at most `$3` bytes from offset `$2`, base64-encoded so every byte survives.
+const READ_LOG_SCRIPT: &str = r#"f=$1; o=$2; m=$3
+[ -e "$f" ] || { echo missing; exit 0; }
+s=$(($(wc -c < "$f"))) || exit 1
+echo "size $s"
+n=$((s - o)); [ "$n" -gt "$m" ] && n=$m
+if [ "$n" -gt 0 ]; then tail -c +"$((o + 1))" -- "$f" | head -c "$n" | base64 -w 0; fi
+echo"#;
+
+impl CliClient {
+    /// Runs Slurm's commands through `runner`, found in `bin_dir` when given.
+    pub fn new(
+        runner: Arc<dyn CommandRunner>,
+        bin_dir: Option<String>,
+        timeout: Duration,
+    ) -> CliClient {
+        CliClient {
+            runner,
+            bin_dir,
+            timeout,
+        }
+    }
+
+    fn program(&self, name: &str) -> String {
+        match &self.bin_dir {
+            Some(dir) => format!("{}/{name}", dir.trim_end_matches('/')),
+            None => name.to_owned(),
+        }
+    }
+
+    /// Runs one command with the adapter's own deadline on top of the runner's, so a runner
+    /// that never returns still ends in `Unavailable`.
+    async fn run(&self, argv: Vec<String>, stdin: Option<&[u8]>) -> Result<CommandOutput> {
+        match tokio::time::timeout(self.timeout, self.runner.run(&argv, stdin)).await {
+            Ok(result) => result,
+            Err(_) => Err(FarmError::unavailable(format!(
+                "{} did not answer within {}",
+                argv[0],
+                humantime::format_duration(self.timeout)
+            ))),
+        }
+    }
+
+    async fn slurm(
+        &self,
+        name: &str,
+        args: &[&str],
+        stdin: Option<&[u8]>,
+        id: Option<&JobId>,
+    ) -> Result<CommandOutput> {
+        let mut argv = vec![self.program(name)];
+        argv.extend(args.iter().map(|a| (*a).to_owned()));
+        let output = self.run(argv, stdin).await?;
+        if output.success() {
+            Ok(output)
+        } else {
+            Err(to_farm_error(
+                Failure::Command {
+                    program: name,
+                    output: &output,
+                },
+                id,
+            ))
+        }
+    }
+
+    /// `sbatch --parsable` with the script on standard input; returns its stdout.
+    pub async fn sbatch(&self, script: &str) -> Result<String> {
+        Ok(self
+            .slurm("sbatch", &["--parsable"], Some(script.as_bytes()), None)
+            .await?
+            .stdout)
+    }
+
+    /// `squeue --json`: every job slurmctld holds, in one call.
+    pub async fn squeue(&self) -> Result<String> {
+        Ok(self.slurm("squeue", &["--json"], None, None).await?.stdout)
+    }
+
+    /// `scancel ID`.
+    pub async fn scancel(&self, id: &JobId) -> Result<()> {
+        self.slurm("scancel", &[id.as_str()], None, Some(id))
+            .await
+            .map(drop)
+    }
+
+    /// `scontrol requeue ID`, then `scontrol update jobid=ID starttime=now+2`: a requeued job
+    /// is otherwise held back for two minutes (`BeginTime`). Not sooner than the next
+    /// second but one: slurmd refuses a launch whose credential is from the same second as
+    /// the previous run's end ("Job credential revoked"), and the job fails with exit 1.
+    pub async fn requeue(&self, id: &JobId) -> Result<()> {
+        self.slurm("scontrol", &["requeue", id.as_str()], None, Some(id))
+            .await?;
+        let jobid = format!("jobid={id}");
+        if let Err(e) = self
+            .slurm("scontrol", &["update", &jobid, RELEASE_AT], None, Some(id))
+            .await
+        {
+            tracing::warn!(%id, error = %e, "requeued job keeps Slurm's begin-time delay");
+        }
+        Ok(())
+    }
+
+    /// `sacct -X -n -P -j ID -o ...`; `Ok(None)` when Slurm has no accounting storage.
+    pub async fn sacct(&self, id: &JobId) -> Result<Option<String>> {
+        let argv = vec![
+            self.program("sacct"),
+            "-X".into(),
+            "-n".into(),
+            "-P".into(),
+            "-j".into(),
+            id.to_string(),
+            "-o".into(),
+            SACCT_FORMAT.into(),
+        ];
+        let output = self.run(argv, None).await?;
+        if parse::sacct_is_disabled(&output.stderr, &output.stdout) {
+            return Ok(None);
+        }
+        if !output.success() {
+            return Err(to_farm_error(
+                Failure::Command {
+                    program: "sacct",
+                    output: &output,
+                },
+                None,
+            ));
+        }
+        Ok(Some(output.stdout))
+    }
+
+    /// The lines of the jobcomp file about job `id` (empty when there are none).
+    pub async fn jobcomp(&self, file: &str, id: &JobId) -> Result<String> {
+        let pattern = format!("^JobId={id} |ArrayJobId={id} ");
+        let argv = ["grep", "-a", "-E", "--", &pattern, file]
+            .map(str::to_owned)
+            .to_vec();
+        let output = self.run(argv, None).await?;
+        match output.status {
+            Some(0) => Ok(output.stdout),
+            Some(1) => Ok(String::new()),
+            _ => Err(to_farm_error(
+                Failure::Command {
+                    program: "grep (jobcomp file)",
+                    output: &output,
+                },
+                None,
+            )),
+        }
+    }
+
+    /// `mkdir -p DIR` where the jobs run (Slurm does not create output directories).
+    pub async fn mkdir(&self, dir: &str) -> Result<()> {
+        let argv = ["mkdir", "-p", "--", dir].map(str::to_owned).to_vec();
+        let output = self.run(argv, None).await?;
+        if output.success() {
+            Ok(())
+        } else {
+            Err(to_farm_error(
+                Failure::Command {
+                    program: "mkdir",
+                    output: &output,
+                },
+                None,
+            ))
+        }
+    }
+
+    /// Up to `max` bytes of `path` from `offset`, as `parse::parse_log_read` reads them.
+    pub async fn read_log(&self, path: &str, offset: u64, max: u64) -> Result<String> {
+        let argv = [
+            "sh",
+            "-c",
+            READ_LOG_SCRIPT,
+            "sh",
+            path,
+            &offset.to_string(),
+            &max.to_string(),
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let output = self.run(argv, None).await?;
+        if output.success() {
+            Ok(output.stdout)
+        } else {
+            Err(to_farm_error(
+                Failure::Command {
+                    program: "reading the render log",
+                    output: &output,
+                },
+                None,
+            ))
+        }
+    }
+}
+
+/// The slurmrestd transport.
+#[derive(Clone)]
+pub struct RestClient {
+    http: reqwest::Client,
+    base: String,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for RestClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestClient")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RestClient {
+    /// A client for `url`'s `api_version` API, authenticating as `user` with `token`. The
+    /// token only ever lives in a header marked sensitive.
+    pub fn new(
+        url: &str,
+        api_version: &str,
+        user: &str,
+        token: &SecretString,
+        timeout: Duration,
+    ) -> Result<RestClient> {
+        let mut headers = HeaderMap::new();
+        let user = HeaderValue::from_str(user).map_err(|_| {
+            FarmError::config(format!("user name {user:?} cannot be sent in a header"))
+        })?;
+        let mut token = HeaderValue::from_str(token.expose_secret().trim()).map_err(|_| {
+            FarmError::config("the slurmrestd token has characters a header cannot hold")
+        })?;
+        token.set_sensitive(true);
+        headers.insert("X-SLURM-USER-NAME", user);
+        headers.insert("X-SLURM-USER-TOKEN", token);
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(timeout)
+            .build()
+            .map_err(|e| FarmError::Config {
+                message: "cannot build the HTTP client".into(),
+                source: Some(Box::new(e)),
+            })?;
+        Ok(RestClient {
+            http,
+            base: format!("{}/slurm/{api_version}", url.trim_end_matches('/')),
+            timeout,
+        })
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&str>,
+        id: Option<&JobId>,
+    ) -> Result<String> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.http.request(method, &url);
+        if let Some(body) = body {
+            request = request
+                .header("Content-Type", "application/json")
+                .body(body.to_owned());
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| self.transport_error(&url, e))?;
+        let status = response.status().as_u16();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| self.transport_error(&url, e))?;
+        if status != 200 {
+            return Err(to_farm_error(
+                Failure::Http {
+                    status,
+                    body: &text,
+                },
+                id,
+            ));
+        }
+        Ok(text)
+    }
+
+    fn transport_error(&self, url: &str, e: reqwest::Error) -> FarmError {
+        let what = if e.is_timeout() {
+            format!(
+                "slurmrestd did not answer {url} within {}",
+                humantime::format_duration(self.timeout)
+            )
+        } else {
+            format!("cannot reach slurmrestd at {url}")
+        };
+        FarmError::Unavailable {
+            message: what,
+            source: Some(Box::new(e.without_url())),
+        }
+    }
+
+    /// `POST job/submit`; returns the reply text.
+    pub async fn submit(&self, body: &str) -> Result<String> {
+        self.call(reqwest::Method::POST, "/job/submit", Some(body), None)
+            .await
+    }
+
+    /// `GET jobs`.
+    pub async fn jobs(&self) -> Result<String> {
+        self.call(reqwest::Method::GET, "/jobs", None, None).await
+    }
+
+    /// `GET job/{id}` (an array's id lists all its tasks).
+    pub async fn job(&self, id: &JobId) -> Result<String> {
+        self.call(reqwest::Method::GET, &format!("/job/{id}"), None, Some(id))
+            .await
+    }
+
+    /// `DELETE job/{id}`. A 200 reply may still list errors.
+    pub async fn cancel(&self, id: &JobId) -> Result<()> {
+        let text = self
+            .call(
+                reqwest::Method::DELETE,
+                &format!("/job/{id}"),
+                None,
+                Some(id),
+            )
+            .await?;
+        match parse::parse_errors(&text) {
+            Ok(errors) if !errors.is_empty() => Err(to_farm_error(
+                Failure::Http {
+                    status: 200,
+                    body: &text,
+                },
+                Some(id),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Creates a log directory on this host (REST: the log must be readable here anyway).
+pub async fn mkdir_local(dir: &str) -> Result<()> {
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(|e| FarmError::io(format!("cannot create log directory {dir}"), e))
+}
+
+/// Up to `max` bytes of a local file from `offset`, and its size; `None` if it is missing.
+pub async fn read_local(path: &str, offset: u64, max: u64) -> Result<Option<(u64, Vec<u8>)>> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let mut file = match tokio::fs::File::open(Path::new(path)).await {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(FarmError::io(format!("cannot open render log {path}"), e)),
+    };
+    let io = |e| FarmError::io(format!("cannot read render log {path}"), e);
+    let size = file.metadata().await.map_err(io)?.len();
+    let want = size.saturating_sub(offset).min(max);
+    let mut bytes = Vec::with_capacity(want as usize);
+    if want > 0 {
+        file.seek(std::io::SeekFrom::Start(offset))
+            .await
+            .map_err(io)?;
+        file.take(want).read_to_end(&mut bytes).await.map_err(io)?;
+    }
+    Ok(Some((size, bytes)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use farm_core::ErrorKind;
+
+    fn fixture(path: &str) -> String {
+        std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../fixtures/slurm")
+                .join(path),
+        )
+        .unwrap()
+    }
+
+    fn cmd(status: Option<i32>, stderr: &str) -> CommandOutput {
+        CommandOutput {
+            status,
+            stdout: String::new(),
+            stderr: stderr.into(),
+        }
+    }
+
+    #[test]
+    fn command_failures_keep_slurms_words() {
+        let id = JobId::new("42");
+        let cases = [
+            (
+                "scancel: error: Invalid job id farm-x\n",
+                ErrorKind::JobNotFound,
+            ),
+            (
+                "Invalid job id specified for job 987654321\n",
+                ErrorKind::JobNotFound,
+            ),
+            (
+                "sbatch: error: Batch job submission failed: Invalid partition name specified\n",
+                ErrorKind::Scheduler,
+            ),
+            (
+                "sbatch: error: Batch job submission failed: Access/permission denied\n",
+                ErrorKind::PermissionDenied,
+            ),
+            (
+                "squeue: error: Unable to contact slurm controller (connect failure)\n",
+                ErrorKind::Unavailable,
+            ),
+            (
+                "sbatch: error: Batch job submission failed: Job dependency problem\n",
+                ErrorKind::InvalidRequest,
+            ),
+        ];
+        for (stderr, kind) in cases {
+            let out = cmd(Some(1), stderr);
+            let err = to_farm_error(
+                Failure::Command {
+                    program: "sbatch",
+                    output: &out,
+                },
+                Some(&id),
+            );
+            assert_eq!(err.kind(), kind, "{stderr}");
+            if kind != ErrorKind::JobNotFound {
+                assert!(err.to_string().contains(stderr.trim()), "{err}");
+            }
+        }
+        let killed = cmd(None, "");
+        assert_eq!(
+            to_farm_error(
+                Failure::Command {
+                    program: "squeue",
+                    output: &killed
+                },
+                None
+            )
+            .kind(),
+            ErrorKind::Unavailable
+        );
+    }
+
+    #[test]
+    fn http_failures_map_on_status_and_errors() {
+        let id = JobId::new("99999999");
+        let cases = [
+            (
+                500,
+                fixture("rest/get-job-unknown.response.json"),
+                ErrorKind::JobNotFound,
+            ),
+            (
+                500,
+                fixture("rest/delete-job-unknown.response.json"),
+                ErrorKind::JobNotFound,
+            ),
+            (
+                401,
+                fixture("rest/no-auth.response.txt"),
+                ErrorKind::PermissionDenied,
+            ),
+            (
+                500,
+                fixture("rest/ping-bad-token.response.json"),
+                ErrorKind::PermissionDenied,
+            ),
+            (
+                404,
+                fixture("rest/ping-v0.0.39.response.json"),
+                ErrorKind::Config,
+            ),
+            (
+                400,
+                fixture("rest/submit-noenv.response.json"),
+                ErrorKind::Scheduler,
+            ),
+            (
+                400,
+                fixture("rest/submit-badjson.response.json"),
+                ErrorKind::Scheduler,
+            ),
+            (503, "busy".to_owned(), ErrorKind::Unavailable),
+        ];
+        for (status, body, kind) in cases {
+            let err = to_farm_error(
+                Failure::Http {
+                    status,
+                    body: &body,
+                },
+                Some(&id),
+            );
+            assert_eq!(err.kind(), kind, "{status} {body}");
+        }
+        let err = to_farm_error(
+            Failure::Http {
+                status: 400,
+                body: &fixture("rest/submit-noenv.response.json"),
+            },
+            None,
+        );
+        assert!(err.to_string().contains("environment must be set"), "{err}");
+    }
+
+    #[test]
+    fn the_token_is_not_in_the_clients_debug_output() {
+        let token = SecretString::from("eyJhbGciOiJIUzI1NiJ9.payload.signature".to_owned());
+        let client = RestClient::new(
+            "http://127.0.0.1:1",
+            "v0.0.38",
+            "root",
+            &token,
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let debug = format!("{client:?}");
+        assert!(
+            !debug.contains("eyJ") && !debug.contains("signature"),
+            "{debug}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_log_script_reads_exact_bytes_from_an_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("it's a log");
+        std::fs::write(&path, b"hello \xff world\n").unwrap();
+        let cli = CliClient::new(
+            Arc::new(farm_core::LocalRunner::new(Duration::from_secs(10))),
+            None,
+            Duration::from_secs(10),
+        );
+        let p = path.display().to_string();
+        let (size, bytes) = parse::parse_log_read(&cli.read_log(&p, 6, 100).await.unwrap())
+            .unwrap()
+            .unwrap();
+        assert_eq!((size, bytes.as_slice()), (14, &b"\xff world\n"[..]));
+        let (_, bytes) = parse::parse_log_read(&cli.read_log(&p, 0, 5).await.unwrap())
+            .unwrap()
+            .unwrap();
+        assert_eq!(bytes, b"hello");
+        let (_, bytes) = parse::parse_log_read(&cli.read_log(&p, 14, 5).await.unwrap())
+            .unwrap()
+            .unwrap();
+        assert!(bytes.is_empty());
+        assert_eq!(
+            parse::parse_log_read(&cli.read_log("/nonexistent/x", 0, 5).await.unwrap()).unwrap(),
+            None
+        );
+        assert_eq!(
+            read_local(&p, 6, 3).await.unwrap(),
+            Some((14, b"\xff w".to_vec()))
+        );
+        assert_eq!(read_local("/nonexistent/x", 0, 3).await.unwrap(), None);
+    }
+}
