@@ -624,8 +624,8 @@ define_checks! {
 
     /// Listing filters by exact name.
     ///
-    /// Of two jobs named `...-alpha` and `...-alphabet`, a name filter for the first
-    /// returns only it.
+    /// Of two jobs named `...-alpha` and `...-alphabet` (one a prefix of the other), a name
+    /// filter for the first returns only it.
     ["list_jobs"]
     async fn listing_filters_by_name(h) {
         let a = h.request("alpha", vec![Harness::sh("true", &[])]);

@@ -221,10 +221,13 @@ impl Harness {
         &self.scratch
     }
 
-    /// A request tagged with the run id and named after the check, running `commands`.
+    /// A request tagged with the run id and named after the run and the check, running
+    /// `commands`. The run id in the name keeps runs apart on schedulers that remember
+    /// finished jobs: a re-run must never find the previous run's job by name.
     pub fn request(&self, label: &str, commands: Vec<Command>) -> JobRequest {
-        let mut request =
-            JobRequest::new(format!("conformance-{}-{label}", self.check_id), commands);
+        let run = self.run_id.simple().to_string();
+        let name = format!("conformance-{}-{}-{label}", &run[..8], self.check_id);
+        let mut request = JobRequest::new(name, commands);
         request.tags.push(run_tag(self.run_id));
         request
     }

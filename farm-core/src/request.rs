@@ -199,37 +199,50 @@ impl JobRequest {
         if self.commands.is_empty() {
             bad("commands".into(), "must list at least one command".into());
         }
+        // Field names are formatted only when there is a problem: valid requests (the
+        // common case, validated on every render and submit) allocate nothing here.
         for (i, command) in self.commands.iter().enumerate() {
-            let field = format!("commands[{i}]");
             match command {
                 Command::Argv(argv) if argv.is_empty() => {
-                    bad(field, "is an empty argv: name a program to run".into());
+                    bad(
+                        format!("commands[{i}]"),
+                        "is an empty argv: name a program to run".into(),
+                    );
                 }
                 Command::Argv(argv) => {
                     if argv[0].is_empty() {
-                        bad(format!("{field}[0]"), "the program name is empty".into());
+                        bad(
+                            format!("commands[{i}][0]"),
+                            "the program name is empty".into(),
+                        );
                     }
                     for (j, arg) in argv.iter().enumerate() {
-                        let field = format!("{field}[{j}]");
                         if arg.contains('\0') {
                             bad(
-                                field,
+                                format!("commands[{i}][{j}]"),
                                 "contains a NUL byte, which no program can receive".into(),
                             );
                             continue;
                         }
+                        if !arg.contains('{') {
+                            continue; // no brace, no placeholder
+                        }
                         match crate::command::parse_template(arg) {
-                            Err(e) => bad(field, e.to_string()),
-                            Ok(segments) => self.check_placeholders(&field, &segments, &mut bad),
+                            Err(e) => bad(format!("commands[{i}][{j}]"), e.to_string()),
+                            Ok(segments) => self.check_placeholders(
+                                &|| format!("commands[{i}][{j}]"),
+                                &segments,
+                                &mut bad,
+                            ),
                         }
                     }
                 }
                 Command::Shell(script) => {
                     if script.trim().is_empty() {
-                        bad(format!("{field}.shell"), "is an empty script".into());
+                        bad(format!("commands[{i}].shell"), "is an empty script".into());
                     }
                     if script.contains('\0') {
-                        bad(format!("{field}.shell"), "contains a NUL byte".into());
+                        bad(format!("commands[{i}].shell"), "contains a NUL byte".into());
                     }
                 }
             }
@@ -253,13 +266,12 @@ impl JobRequest {
         }
 
         for (name, value) in &self.environment {
-            let field = format!("environment.{name}");
             if let Err(problem) = check_env_name(name) {
-                bad(field.clone(), problem);
+                bad(format!("environment.{name}"), problem);
             }
             if value.contains('\0') {
                 bad(
-                    field,
+                    format!("environment.{name}"),
                     "the value contains a NUL byte, which environments cannot hold".into(),
                 );
             }
@@ -355,7 +367,7 @@ impl JobRequest {
 
     fn check_placeholders(
         &self,
-        field: &str,
+        field: &dyn Fn() -> String,
         segments: &[Segment],
         bad: &mut impl FnMut(String, String),
     ) {
@@ -363,12 +375,12 @@ impl JobRequest {
             if let Segment::Placeholder(p) = segment {
                 if p.needs_frames() && self.frames.is_none() {
                     bad(
-                        field.into(),
+                        field(),
                         format!("uses {{{}}} but the request has no frames", p.name()),
                     );
                 } else if *p == Placeholder::Frame && self.repeat == Repeat::PerChunk {
                     bad(
-                        field.into(),
+                        field(),
                         "uses {frame} but commands repeat per chunk; use {chunk_first} and {chunk_last}".into(),
                     );
                 }
@@ -408,7 +420,7 @@ pub fn check_env_name(name: &str) -> std::result::Result<(), String> {
             "{name:?} is not a valid variable name (letters, digits and _, not starting with a digit)"
         ));
     }
-    if name.to_ascii_uppercase().starts_with("FARM_") {
+    if name.len() >= 5 && name.as_bytes()[..5].eq_ignore_ascii_case(b"FARM_") {
         return Err(format!("{name:?} uses the reserved FARM_ prefix"));
     }
     if SHELL_MANAGED_ENV_NAMES.contains(&name) {

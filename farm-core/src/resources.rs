@@ -162,13 +162,7 @@ impl TimeLimit {
 
     /// `[D-]HH:MM:SS`, the form Slurm and most schedulers print.
     pub fn to_clock(self) -> String {
-        let (d, rest) = (self.seconds / 86400, self.seconds % 86400);
-        let (h, m, s) = (rest / 3600, rest % 3600 / 60, rest % 60);
-        if d > 0 {
-            format!("{d}-{h:02}:{m:02}:{s:02}")
-        } else {
-            format!("{h:02}:{m:02}:{s:02}")
-        }
+        self.to_string()
     }
 }
 
@@ -202,8 +196,15 @@ impl From<TimeLimit> for Duration {
 }
 
 impl fmt::Display for TimeLimit {
+    /// `[D-]HH:MM:SS`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_clock())
+        let (d, rest) = (self.seconds / 86400, self.seconds % 86400);
+        let (h, m, s) = (rest / 3600, rest % 3600 / 60, rest % 60);
+        if d > 0 {
+            write!(f, "{d}-{h:02}:{m:02}:{s:02}")
+        } else {
+            write!(f, "{h:02}:{m:02}:{s:02}")
+        }
     }
 }
 

@@ -12,9 +12,9 @@
 
 use std::fmt::Write as _;
 
-use shell_quote::{Bash, Quote};
+use shell_quote::Bash;
 
-use crate::command::{Placeholder, Segment};
+use crate::command::{Command, Placeholder, Segment};
 use crate::frames::FrameSet;
 use crate::request::{JobRequest, Repeat};
 
@@ -25,7 +25,27 @@ pub const EXIT_BAD_WORKDIR: i32 = 121;
 
 /// Quotes one value as a single inert bash word.
 pub fn quote(value: &str) -> String {
-    Bash::quote(value)
+    let mut out = String::with_capacity(value.len() + 2);
+    push_quoted(&mut out, value);
+    out
+}
+
+/// Appends `value` to `out` as one inert bash word, exactly as `shell-quote`'s Bash quoting
+/// writes it. Words made only of the characters that crate itself leaves bare are appended
+/// directly (the crate would copy them unchanged, after allocating a classification of every
+/// character); everything else goes through the crate.
+pub fn push_quoted(out: &mut String, value: &str) {
+    if !value.is_empty() && value.bytes().all(is_inert) {
+        out.push_str(value);
+    } else {
+        <Bash as shell_quote::QuoteInto<String>>::quote_into(value, out);
+    }
+}
+
+/// The bytes `shell-quote` classifies as inert for Bash (`PrintableInert`): safe unquoted in
+/// any position of a word.
+fn is_inert(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b',' | b'.' | b'/' | b'_' | b'-' | b':' | b'@' | b'+')
 }
 
 /// Renders the task program, without a shebang or scheduler directives (adapters add
@@ -35,22 +55,55 @@ pub fn quote(value: &str) -> String {
 /// time, e.g. `"${SLURM_ARRAY_TASK_ID:-0}"` or `"${1:-}"`. It comes from adapter code,
 /// never from a request, and is inserted verbatim. The request must be valid.
 pub fn render_task_body(request: &JobRequest, chunk_index_expr: &str) -> String {
-    let mut s = String::new();
+    let mut s = String::with_capacity(task_body_capacity(request));
+    push_task_body(&mut s, request, chunk_index_expr);
+    s
+}
+
+/// A capacity that holds the task program of `request` without reallocating.
+pub fn task_body_capacity(request: &JobRequest) -> usize {
+    let words: usize = request
+        .commands
+        .iter()
+        .map(|c| match c {
+            Command::Argv(argv) => argv.iter().map(|a| a.len() + 3).sum::<usize>(),
+            Command::Shell(script) => script.len() + 16,
+        })
+        .sum();
+    let env: usize = request
+        .environment
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 12)
+        .sum();
+    1024 + words + env
+}
+
+/// Appends the task program of [`render_task_body`] to `s`, for renderers that write a job
+/// file in one buffer.
+pub fn push_task_body(s: &mut String, request: &JobRequest, chunk_index_expr: &str) {
     s.push_str("set -u\n");
     match &request.frames {
         None => s.push_str("farm_frames=()\nexport FARM_CHUNK_INDEX=0\n"),
         Some(frames) => {
-            render_chunk_selection(&mut s, frames, request.chunk_size.max(1), chunk_index_expr)
+            render_chunk_selection(s, frames, request.chunk_size.max(1), chunk_index_expr)
         }
     }
-    let _ = writeln!(
-        s,
-        "export {}={}",
-        Placeholder::RenderContext.env_var(),
-        request.render_context
+    s.push_str("export ");
+    s.push_str(Placeholder::RenderContext.env_var());
+    s.push('=');
+    s.push_str(
+        request
+            .render_context
+            .hyphenated()
+            .encode_lower(&mut uuid::Uuid::encode_buffer()),
     );
+    s.push('\n');
     for (name, value) in &request.environment {
-        let _ = writeln!(s, "export {name}={}", quote(value));
+        s.push_str("export ");
+        s.push_str(name);
+        s.push('=');
+        push_quoted(s, value);
+        s.push('\n');
     }
     if let Some(dir) = &request.working_directory {
         let q = quote(dir);
@@ -59,17 +112,7 @@ pub fn render_task_body(request: &JobRequest, chunk_index_expr: &str) -> String 
             "cd -- {q} || {{ printf 'farm: cannot enter working directory %s\\n' {q} >&2; exit {EXIT_BAD_WORKDIR}; }}"
         );
     }
-    s.push_str(
-        "farm_run() {\n\
-         \x20 local farm_command=\"$1\"; shift\n\
-         \x20 ( exec -- \"$@\" )\n\
-         \x20 local farm_status=$?\n\
-         \x20 if [ \"$farm_status\" -ne 0 ]; then\n\
-         \x20   printf 'farm: command %s%s exited with status %s\\n' \"$farm_command\" \"${FARM_FRAME:+ (frame $FARM_FRAME)}\" \"$farm_status\" >&2\n\
-         \x20   exit \"$farm_status\"\n\
-         \x20 fi\n\
-         }\n",
-    );
+    s.push_str(FARM_RUN);
     let per_frame = request.frames.is_some() && request.repeat == Repeat::PerFrame;
     let indent = if per_frame {
         s.push_str("for FARM_FRAME in \"${farm_frames[@]}\"; do\n  export FARM_FRAME\n");
@@ -78,10 +121,20 @@ pub fn render_task_body(request: &JobRequest, chunk_index_expr: &str) -> String 
         ""
     };
     for (i, command) in request.commands.iter().enumerate() {
-        let _ = write!(s, "{indent}farm_run {i}");
-        for template in command.templates().expect("validated request") {
-            s.push(' ');
-            s.push_str(&render_word(&template));
+        s.push_str(indent);
+        s.push_str("farm_run ");
+        let _ = write!(s, "{i}");
+        match command {
+            Command::Argv(argv) => {
+                for arg in argv {
+                    s.push(' ');
+                    push_word(s, arg);
+                }
+            }
+            Command::Shell(script) => {
+                s.push_str(" /bin/sh -c ");
+                push_quoted(s, script);
+            }
         }
         s.push('\n');
     }
@@ -89,21 +142,38 @@ pub fn render_task_body(request: &JobRequest, chunk_index_expr: &str) -> String 
         s.push_str("done\n");
     }
     s.push_str("exit 0\n");
-    s
 }
 
+/// Runs one command as a file (`exec --`, in a subshell), and on failure reports it and
+/// exits with its status.
+const FARM_RUN: &str = "farm_run() {
+  local farm_command=\"$1\"; shift
+  ( exec -- \"$@\" )
+  local farm_status=$?
+  if [ \"$farm_status\" -ne 0 ]; then
+    printf 'farm: command %s%s exited with status %s\\n' \"$farm_command\" \"${FARM_FRAME:+ (frame $FARM_FRAME)}\" \"$farm_status\" >&2
+    exit \"$farm_status\"
+  fi
+}
+";
+
 /// One argv element as one bash word: quoted literals glued to double-quoted variables.
-fn render_word(segments: &[Segment]) -> String {
-    let mut word = String::new();
-    for segment in segments {
+fn push_word(s: &mut String, arg: &str) {
+    if !arg.contains('{') {
+        // No brace, no placeholder: the whole element is one literal.
+        push_quoted(s, arg);
+        return;
+    }
+    for segment in crate::command::parse_template(arg).expect("validated request") {
         match segment {
-            Segment::Literal(text) => word.push_str(&quote(text)),
+            Segment::Literal(text) => push_quoted(s, &text),
             Segment::Placeholder(p) => {
-                let _ = write!(word, "\"${}\"", p.env_var());
+                s.push_str("\"$");
+                s.push_str(p.env_var());
+                s.push('"');
             }
         }
     }
-    word
 }
 
 /// Emits code that reads the chunk index, checks it, and fills `farm_frames` and the
@@ -159,7 +229,6 @@ fn render_chunk_selection(s: &mut String, frames: &FrameSet, size: u32, chunk_in
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::Command;
     use proptest::prelude::*;
     use std::collections::BTreeMap;
     use std::path::{Path, PathBuf};
@@ -400,6 +469,15 @@ mod tests {
             )
             .prop_map(|parts| parts.concat()),
         ]
+    }
+
+    proptest! {
+        /// The fast path never changes a byte of what shell-quote writes.
+        #[test]
+        fn quoting_is_exactly_shell_quotes_bash_quoting(value in prop_oneof![any::<String>(), "[A-Za-z0-9,./_:@+=%~-]{0,12}"]) {
+            let crate_quoted: String = <Bash as shell_quote::Quote<String>>::quote(value.as_str());
+            prop_assert_eq!(quote(&value), crate_quoted);
+        }
     }
 
     proptest! {

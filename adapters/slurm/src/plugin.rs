@@ -316,7 +316,7 @@ impl SlurmFarm {
         };
         if let Err(e) = result {
             // Slurm will say what is wrong with the directory when the job starts.
-            tracing::warn!(dir, error = %e, "cannot create the log directory");
+            tracing::warn!(dir = %dir, error = %e, "cannot create the log directory");
         }
         Ok(())
     }

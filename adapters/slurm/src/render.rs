@@ -170,9 +170,8 @@ struct Plan<'a> {
     selectors: Vec<(&'static str, std::borrow::Cow<'a, str>)>,
     nice: i32,
     dependency: Option<String>,
-    body: String,
     /// REST working directory.
-    cwd: String,
+    cwd: std::borrow::Cow<'a, str>,
 }
 
 /// Renders the job for the configured transport: `job.sbatch` for the CLI, `job.json`
@@ -193,7 +192,9 @@ pub fn sbatch_script(
     attempt: u32,
 ) -> Result<String> {
     let plan = plan(request, options, attempt)?;
-    let mut s = String::with_capacity(plan.body.len() + 512 + plan.name.len() + plan.output.len());
+    let mut s = String::with_capacity(
+        farm_core::script::task_body_capacity(request) + 512 + plan.name.len() + plan.output.len(),
+    );
     s.push_str("#!/bin/bash\n");
     let d = &mut s;
     quoted_directive(d, "--job-name", plan.name);
@@ -216,7 +217,7 @@ pub fn sbatch_script(
         let _ = writeln!(d, "#SBATCH --gres=gpu:{gpus}");
     }
     if let Some(time) = plan.time {
-        directive(d, "--time", &time.to_clock());
+        let _ = writeln!(d, "#SBATCH --time={time}");
     }
     for (key, value) in &plan.selectors {
         let option = NATIVE_DIRECTIVES
@@ -233,7 +234,7 @@ pub fn sbatch_script(
         directive(d, "--dependency", dep);
         directive(d, "--kill-on-invalid-dep", "yes");
     }
-    s.push_str(&plan.body);
+    farm_core::script::push_task_body(&mut s, request, CHUNK_INDEX_EXPR);
     Ok(s)
 }
 
@@ -302,7 +303,9 @@ pub fn rest_body(request: &JobRequest, options: &RenderOptions, attempt: u32) ->
         put("dependency", dep.clone().into());
         put("kill_on_invalid_dependency", true.into());
     }
-    let body = serde_json::json!({ "job": job, "script": format!("#!/bin/bash\n{}", plan.body) });
+    let mut script = String::from("#!/bin/bash\n");
+    farm_core::script::push_task_body(&mut script, request, CHUNK_INDEX_EXPR);
+    let body = serde_json::json!({ "job": job, "script": script });
     Ok(serde_json::to_string_pretty(&body).expect("JSON values serialise") + "\n")
 }
 
@@ -372,7 +375,6 @@ fn plan<'a>(request: &'a JobRequest, options: &'a RenderOptions, attempt: u32) -
             selectors.push((*key, value));
         }
     }
-    let body = farm_core::script::render_task_body(request, CHUNK_INDEX_EXPR);
     Ok(Plan {
         name: &request.name,
         comment: {
@@ -389,7 +391,11 @@ fn plan<'a>(request: &'a JobRequest, options: &'a RenderOptions, attempt: u32) -
             );
             c
         },
-        output: output_pattern(&log_path),
+        output: if log_path.contains('%') {
+            log_path.replace('%', "%%")
+        } else {
+            log_path
+        },
         array,
         chdir: request.working_directory.as_deref(),
         cpus: request.resources.cpus,
@@ -399,23 +405,28 @@ fn plan<'a>(request: &'a JobRequest, options: &'a RenderOptions, attempt: u32) -
         selectors,
         nice: options.nice_offset.saturating_sub(request.priority),
         dependency: (!dependency.is_empty()).then(|| format!("afterok:{}", dependency.join(":"))),
-        body,
-        cwd: request.working_directory.clone().unwrap_or(log_dir),
+        cwd: match request.working_directory.as_deref() {
+            Some(wd) => std::borrow::Cow::Borrowed(wd),
+            None => log_dir,
+        },
     })
 }
 
 /// The directory the job's log goes to: the request's, the farm's, the working directory,
 /// else `/tmp`.
-pub fn log_directory(request: &JobRequest, options: &RenderOptions) -> Result<String> {
-    let (field, dir) = match (
+pub fn log_directory<'a>(
+    request: &'a JobRequest,
+    options: &'a RenderOptions,
+) -> Result<std::borrow::Cow<'a, str>> {
+    let (field, dir): (&str, &str) = match (
         &request.log_directory,
         &options.log_directory,
         &request.working_directory,
     ) {
-        (Some(d), _, _) => ("log_directory", d.clone()),
-        (None, Some(d), _) => ("log_directory", d.clone()),
-        (None, None, Some(d)) => ("working_directory", d.clone()),
-        (None, None, None) => ("log_directory", FALLBACK_LOG_DIRECTORY.to_owned()),
+        (Some(d), _, _) => ("log_directory", d),
+        (None, Some(d), _) => ("log_directory", d),
+        (None, None, Some(d)) => ("working_directory", d),
+        (None, None, None) => ("log_directory", FALLBACK_LOG_DIRECTORY),
     };
     if dir.contains('\\') {
         return Err(FarmError::invalid(
@@ -426,7 +437,7 @@ pub fn log_directory(request: &JobRequest, options: &RenderOptions) -> Result<St
             ),
         ));
     }
-    Ok(dir)
+    Ok(std::borrow::Cow::Borrowed(dir))
 }
 
 /// The render log of `request`: one file for all tasks and attempts, named after the job and
