@@ -9,9 +9,9 @@
 #      example runs for real (CLI, REST, and CLI through the ssh runner) and prints exactly
 #      what the local executor prints;
 #   2. the conformance suite through the CLI transport;
-#   3. the conformance suite through slurmrestd, on a freshly restarted cluster (the suite
-#      lists jobs by names that are the same in every run, so each transport gets a clean
-#      slurmctld).
+#   3. the conformance suite through slurmrestd, on a freshly restarted cluster;
+#   4. the `farm` command line itself through both transports (tools/ci/slurm-cli-smoke.sh):
+#      render, submit --wait, status, list, log, stop, start.
 # Stops the cluster on exit (only the daemons the lab script started). Exits non-zero if
 # anything fails. Run from anywhere, as root:  bash tools/ci/slurm.sh
 set -euo pipefail
@@ -53,6 +53,7 @@ log "restarting the cluster with empty state for the REST suite"
 "$LAB/slurm-down.sh" --keep-munge
 "$LAB/slurm-up.sh"
 cargo test -p farm-slurm --test conformance real::rest -- --test-threads 4 || status=1
+bash "$ROOT/tools/ci/slurm-cli-smoke.sh" || status=1
 
 if [ "$status" = 0 ]; then log "all real-Slurm tests passed"; else log "real-Slurm tests FAILED"; fi
 exit "$status"
