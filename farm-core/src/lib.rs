@@ -11,6 +11,8 @@
 //!   Slurm and HTCondor run, and a local executor.
 //! - [`SharedStaging`], [`config`], [`AdapterRegistry`]: staging, the farms file, and building
 //!   `Arc<dyn FarmPlugin>` from it.
+//! - [`Journal`]: what an adapter submitted, kept on disk so the next `farm` process still
+//!   knows a job the scheduler forgot.
 
 pub mod command;
 pub mod config;
@@ -19,6 +21,7 @@ pub mod exec;
 pub mod frames;
 pub mod installation;
 pub mod job;
+pub mod journal;
 pub mod plan;
 pub mod plugin;
 pub mod registry;
@@ -35,6 +38,7 @@ pub use error::{ErrorKind, FarmError, Result};
 pub use frames::{Chunk, FrameSet, FrameSetError};
 pub use installation::InstallationMetadata;
 pub use job::{EpochMillis, Job, JobFilter, JobId, LogChunk, Progress, now_millis};
+pub use journal::{Journal, JournalEntry};
 pub use plan::{Step, Task};
 pub use plugin::{Capabilities, FarmPlugin, FarmPluginExt, RenderedFile, RenderedJob, WaitOptions};
 pub use registry::{AdapterFactory, AdapterRegistry};

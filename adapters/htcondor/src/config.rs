@@ -10,6 +10,7 @@
 //!       ssh: {destination: render@submit01, options: [-oBatchMode=yes]}
 //!       command_timeout: 60s
 //!       hold_timeout: 4h
+//!       state_directory: /var/lib/farm/htcondor/pool   # the journal; default per user
 //! ```
 //!
 //! Every key can be overridden with a `FARM_HTCONDOR_<KEY>` variable.
@@ -65,6 +66,11 @@ pub struct CondorSettings {
     /// for schedds with huge histories. Absent: no bound.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history_scan_limit: Option<u64>,
+    /// Where the adapter records the clusters it submitted, so a later `farm` process still
+    /// tells a lost job from an unknown id and finds its user log. Default:
+    /// `<user state dir>/farm/htcondor/<farm name>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_directory: Option<PathBuf>,
 }
 
 /// `ssh` transport settings.
@@ -108,6 +114,7 @@ impl Default for CondorSettings {
             pool: None,
             universe: default_universe(),
             history_scan_limit: None,
+            state_directory: None,
         }
     }
 }
@@ -130,6 +137,14 @@ impl CondorSettings {
             .check()
             .map_err(|problem| FarmError::config(format!("htcondor settings: {problem}")))?;
         Ok(settings)
+    }
+
+    /// The journal directory: `state_directory`, else one per farm under the user's state
+    /// directory (the scheme every adapter's journal follows).
+    pub fn journal_directory(&self, farm: &str) -> Option<PathBuf> {
+        self.state_directory
+            .clone()
+            .or_else(|| farm_core::journal::default_directory(crate::ADAPTER, farm))
     }
 
     /// What is wrong, as `field: problem`.
@@ -165,6 +180,14 @@ impl CondorSettings {
             {
                 return Err(format!("{field}: {v:?} is not a host or daemon name"));
             }
+        }
+        if let Some(dir) = &self.state_directory
+            && !dir.is_absolute()
+        {
+            return Err(format!(
+                "state_directory: {:?} is not an absolute path",
+                dir.display().to_string()
+            ));
         }
         if let Some(ssh) = &self.ssh
             && (ssh.destination.is_empty() || ssh.destination.starts_with('-'))
@@ -231,6 +254,24 @@ mod tests {
         assert_eq!(s.command_timeout, Duration::from_secs(60));
         assert_eq!(s.hold_timeout, Some(Duration::from_secs(14400)));
         assert_eq!(s.log_directory, DEFAULT_LOG_DIRECTORY);
+        assert_eq!(s.state_directory, None);
+    }
+
+    #[test]
+    fn the_journal_goes_to_the_state_directory_else_one_per_farm() {
+        let s = CondorSettings::from_yaml("state_directory: /var/lib/farm/pool").unwrap();
+        assert_eq!(
+            s.journal_directory("pool"),
+            Some(PathBuf::from("/var/lib/farm/pool"))
+        );
+        let default = CondorSettings::default().journal_directory("my pool");
+        assert_eq!(
+            default,
+            farm_core::journal::default_directory("htcondor", "my pool")
+        );
+        if let Some(dir) = default {
+            assert!(dir.ends_with("farm/htcondor/my_pool"), "{dir:?}");
+        }
     }
 
     #[test]
@@ -258,6 +299,7 @@ mod tests {
             ("universe: 'vanilla; rm'", "universe"),
             ("schedd: '-pool'", "schedd"),
             ("ssh: {destination: '-oProxyCommand=x'}", "ssh.destination"),
+            ("state_directory: relative/state", "state_directory"),
             ("colour: red", "unknown field `colour`"),
         ] {
             let err = CondorSettings::from_yaml(yaml).unwrap_err().to_string();

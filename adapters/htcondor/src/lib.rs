@@ -13,7 +13,9 @@
 //!   the cluster id and `condor_rm`/`condor_hold`/`condor_release` act on the whole job.
 //! - **Jobs leave the queue.** Finished procs vanish from `condor_q`; the adapter falls back
 //!   to `condor_history`, then to the job's user log, and only a job that it submitted and
-//!   that no record knows any more is reported lost ([`parse`]).
+//!   that no record knows any more is reported lost ([`parse`]). Every `farm` command is a
+//!   new process, so what the adapter knows about the clusters it submitted (identity, user
+//!   log, last terminal state) lives in an on-disk [`journal`], not in memory.
 //! - **State mapping is data** ([`parse::JOB_STATUS`]): Completed is a success only with
 //!   exit code 0 and no signal; a hold is Waiting, never Running, and turns Failed after
 //!   `hold_timeout`.
@@ -24,6 +26,7 @@
 
 pub mod client;
 pub mod config;
+pub mod journal;
 pub mod parse;
 pub mod plugin;
 pub mod render;

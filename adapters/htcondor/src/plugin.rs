@@ -1,8 +1,8 @@
 //! [`CondorFarm`]: the [`FarmPlugin`] implementation, wiring render, client and parse.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::client::{CondorCli, Constraint};
 use crate::config::CondorSettings;
+use crate::journal::{self, Entry, Journal};
 use crate::parse::{self, Action, ActionOutcome, Judge, ProcAd};
 use crate::render::{self, JobLayout, SUBMIT_FILE, attr};
 
@@ -27,9 +28,9 @@ pub struct CondorFarm {
     settings: CondorSettings,
     common: CommonSettings,
     cli: CondorCli,
-    /// Clusters this instance submitted, so a job the scheduler forgot is reported lost
-    /// rather than unknown, with what is needed to find its user log.
-    tracked: Mutex<HashMap<u32, ProcAd>>,
+    /// Clusters this host submitted, kept on disk for later processes: a job the scheduler
+    /// forgot is reported lost rather than unknown, with what is needed to find its user log.
+    journal: Journal,
     /// Submits run one at a time, so two submits of one render context make one job.
     submit_lock: tokio::sync::Mutex<()>,
 }
@@ -39,6 +40,7 @@ impl std::fmt::Debug for CondorFarm {
         f.debug_struct("CondorFarm")
             .field("name", &self.name)
             .field("cli", &self.cli)
+            .field("journal", &self.journal)
             .finish_non_exhaustive()
     }
 }
@@ -77,7 +79,9 @@ impl CondorFarm {
         ))
     }
 
-    /// A farm running its commands through `runner` (a simulator in tests).
+    /// A farm running its commands through `runner` (a simulator in tests). Its journal is
+    /// in `settings.state_directory` (or the per-farm default), shared with every other
+    /// instance using that directory.
     pub fn with_runner(
         name: &str,
         settings: CondorSettings,
@@ -87,9 +91,9 @@ impl CondorFarm {
         CondorFarm {
             name: name.to_owned(),
             cli: CondorCli::new(runner, &settings),
+            journal: journal::open(settings.journal_directory(name)),
             settings,
             common,
-            tracked: Mutex::new(HashMap::new()),
             submit_lock: tokio::sync::Mutex::new(()),
         }
     }
@@ -110,12 +114,8 @@ impl CondorFarm {
         }
     }
 
-    fn tracked(&self, cluster: u32) -> Option<ProcAd> {
-        self.tracked
-            .lock()
-            .expect("poisoned")
-            .get(&cluster)
-            .cloned()
+    fn tracked(&self, cluster: u32) -> Option<Entry> {
+        self.journal.get(&cluster)
     }
 
     async fn query(&self, constraint: &Constraint) -> Result<Vec<ProcAd>> {
@@ -135,8 +135,8 @@ impl CondorFarm {
     }
 
     /// Everything known about one cluster: the queue first, then the history for procs that
-    /// left it, then the user log; `None` when nothing knows it and this instance did not
-    /// submit it.
+    /// left it, then the user log, then the journal; `None` when nothing knows it and the
+    /// journal has no entry for it.
     async fn snapshot(&self, cluster: u32) -> Result<Option<Snapshot>> {
         let constraint = Constraint::cluster(cluster);
         let mut procs: BTreeMap<u32, ProcAd> = self
@@ -147,7 +147,10 @@ impl CondorFarm {
             .map(|p| (p.proc_id, p))
             .collect();
         let tracked = self.tracked(cluster);
-        let expected = expected_procs(procs.values(), tracked.as_ref());
+        let expected = expected_procs(
+            procs.values(),
+            tracked.as_ref().map(Entry::identity).as_ref(),
+        );
         if procs.is_empty() || procs.len() < expected {
             let limit = (expected > 0).then(|| expected - procs.len());
             for p in self.history(&constraint, limit).await? {
@@ -165,8 +168,9 @@ impl CondorFarm {
         &self,
         cluster: u32,
         mut procs: BTreeMap<u32, ProcAd>,
-        tracked: Option<ProcAd>,
+        entry: Option<Entry>,
     ) -> Result<Option<Snapshot>> {
+        let tracked = entry.as_ref().map(Entry::identity);
         if procs.is_empty() && tracked.is_none() {
             return Ok(None);
         }
@@ -215,6 +219,9 @@ impl CondorFarm {
             job.submit_time = shell.submit_time;
             job.render_log_filename = shell.render_log_filename;
         }
+        if let Some(entry) = &entry {
+            job = self.remember(entry, job, !missing.is_empty());
+        }
         Ok(Some(Snapshot {
             job,
             procs: list,
@@ -245,7 +252,7 @@ impl CondorFarm {
                 .copied()
                 .filter(|c| {
                     let procs = found.get(c);
-                    let tracked = self.tracked(*c);
+                    let tracked = self.tracked(*c).map(|e| e.identity());
                     let have = procs.map_or(0, BTreeMap::len);
                     have == 0
                         || have
@@ -284,34 +291,65 @@ impl CondorFarm {
         Ok(jobs)
     }
 
-    /// The newest cluster carrying a render context, if any.
+    /// The newest cluster carrying a render context, if any: from the queue and the journal
+    /// (which still knows jobs the history has dropped), else the history. Cluster ids grow,
+    /// so the newest is the largest.
     async fn find_by_context(&self, context: Uuid) -> Result<Option<u32>> {
         let constraint = Constraint::render_context(context);
-        if let Some(found) = self
+        let journaled = self
+            .journal
+            .find(|e| e.render_context == Some(context))
+            .iter()
+            .map(|e| e.cluster)
+            .max();
+        let mut found = self
             .query(&constraint)
             .await?
-            .iter()
-            .map(|p| p.cluster)
-            .max()
-        {
-            return Ok(Some(found));
+            .into_iter()
+            .max_by_key(|p| p.cluster);
+        if found.is_none() && journaled.is_none() {
+            found = self
+                .history(&constraint, Some(1))
+                .await?
+                .into_iter()
+                .max_by_key(|p| p.cluster);
         }
-        Ok(self
-            .history(&constraint, Some(1))
-            .await?
-            .iter()
-            .map(|p| p.cluster)
-            .max())
+        match found {
+            Some(ad) if journaled.is_none_or(|j| ad.cluster > j) => {
+                // Submitted by another host or an earlier, journal-less run: remember it, so
+                // it is reported lost rather than unknown should every record of it go.
+                if self.tracked(ad.cluster).is_none() {
+                    self.track(ad.cluster, ad.clone());
+                }
+                Ok(Some(ad.cluster))
+            }
+            _ => Ok(journaled),
+        }
     }
 
     fn track(&self, cluster: u32, identity: ProcAd) {
-        self.tracked.lock().expect("poisoned").insert(
-            cluster,
-            ProcAd {
-                cluster,
-                ..identity
-            },
-        );
+        self.journal
+            .record(Entry::from_ad(cluster, &identity, self.judge().now));
+    }
+
+    /// Keeps the terminal state of a journaled cluster (or clears it when the job runs
+    /// again), and answers with it once records of the job are missing: a finished job
+    /// whose history and user log are gone is what it was, not lost.
+    fn remember(&self, entry: &Entry, job: Job, incomplete: bool) -> Job {
+        if incomplete {
+            return match &entry.finished {
+                Some(seen) if job.state.is_terminal() => seen.clone(),
+                _ => job,
+            };
+        }
+        let finished = job.state.is_terminal().then_some(&job);
+        if entry.finished.as_ref() != finished {
+            self.journal.update(&entry.cluster, |e| {
+                e.finished = finished.cloned();
+                true
+            });
+        }
+        job
     }
 
     fn unsupported(&self, operation: &'static str) -> FarmError {
@@ -476,26 +514,45 @@ impl FarmPlugin for CondorFarm {
         for p in self.history(&constraint, None).await? {
             clusters.entry(p.cluster).or_default().insert(p.proc_id, p);
         }
-        let tracked: Vec<u32> = self
-            .tracked
-            .lock()
-            .expect("poisoned")
-            .keys()
-            .copied()
+        let mut journaled: BTreeMap<u32, Entry> = self
+            .journal
+            .all()
+            .into_iter()
+            .map(|e| (e.cluster, e))
             .collect();
-        for cluster in tracked {
-            clusters.entry(cluster).or_default();
-        }
-        let mut jobs = Vec::new();
+        let mut jobs = BTreeMap::new();
         for (cluster, procs) in clusters {
-            let tracked = self.tracked(cluster);
-            if let Some(snapshot) = self.complete(cluster, procs, tracked).await?
+            let entry = journaled.remove(&cluster);
+            if let Some(snapshot) = self.complete(cluster, procs, entry).await?
                 && filter.matches(&snapshot.job)
             {
-                jobs.push(snapshot.job);
+                jobs.insert(cluster, snapshot.job);
             }
         }
-        Ok(jobs)
+        // Journaled clusters neither the queue nor the history returned have left both,
+        // unless the constraint excluded them: check what the entry says first.
+        for (cluster, entry) in journaled {
+            let excluded = filter.name.as_ref().is_some_and(|n| *n != entry.name)
+                || filter.tag.as_ref().is_some_and(|t| !entry.tags.contains(t))
+                // The entry is written just after condor_submit returns; QDate decides.
+                || filter
+                    .since
+                    .is_some_and(|s| entry.submitted_ms < s - 60_000);
+            if excluded {
+                continue;
+            }
+            let job = match entry.finished.clone() {
+                Some(job) => job,
+                None => match self.complete(cluster, BTreeMap::new(), Some(entry)).await? {
+                    Some(snapshot) => snapshot.job,
+                    None => continue,
+                },
+            };
+            if filter.matches(&job) {
+                jobs.insert(cluster, job);
+            }
+        }
+        Ok(jobs.into_values().collect())
     }
 
     async fn render_log_filename(&self, id: &JobId) -> Result<Option<String>> {
@@ -561,7 +618,7 @@ impl FarmPlugin for CondorFarm {
             .procs
             .first()
             .cloned()
-            .or_else(|| self.tracked(cluster))
+            .or_else(|| self.tracked(cluster).map(|e| e.identity()))
             .unwrap_or_default();
         let identity = with_identity(
             ProcAd {

@@ -399,8 +399,12 @@ async fn the_registry_builds_the_farm_from_a_farms_file() {
     let mut registry = farm_core::AdapterRegistry::new();
     farm_htcondor::register(&mut registry);
     assert!(registry.has("htcondor"));
+    let state = tempfile::tempdir().unwrap();
     let config = farm_core::FarmsConfig::from_yaml_str(
-        "farms:\n  pool:\n    adapter: htcondor\n    settings: {log_directory: /mnt/logs, command_timeout: 5s, bin_dir: /opt/condor/bin}\n",
+        &format!(
+            "farms:\n  pool:\n    adapter: htcondor\n    settings: {{log_directory: /mnt/logs, command_timeout: 5s, bin_dir: /opt/condor/bin, state_directory: '{}'}}\n",
+            state.path().display()
+        ),
         "farms.yaml",
     )
     .unwrap();
@@ -473,6 +477,7 @@ async fn commands_survive_the_ssh_transport() {
     let settings = farm_htcondor::CondorSettings {
         bin_dir: Some(bin.clone()),
         command_timeout: Duration::from_secs(10),
+        state_directory: Some(dir.path().join("state")),
         ..Default::default()
     };
     let runner = Arc::new(

@@ -215,29 +215,9 @@ impl SlurmSettings {
     /// The journal directory: the configured one, else one per farm under the user's state
     /// directory.
     pub fn journal_directory(&self, farm: &str) -> Option<PathBuf> {
-        self.state_directory.clone().or_else(|| {
-            dirs::state_dir()
-                .or_else(dirs::cache_dir)
-                .map(|d| d.join("farm").join("slurm").join(sanitize_farm_name(farm)))
-        })
-    }
-}
-
-fn sanitize_farm_name(name: &str) -> String {
-    let s: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if s.is_empty() || s.starts_with('.') {
-        format!("farm{s}")
-    } else {
-        s
+        self.state_directory
+            .clone()
+            .or_else(|| farm_core::journal::default_directory("slurm", farm))
     }
 }
 

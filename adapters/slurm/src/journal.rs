@@ -3,15 +3,17 @@
 //! Slurm forgets a finished job after `MinJobAge` (and, without accounting, for good), and
 //! slurmrestd has no requeue. The journal is what lets the adapter still answer: a job it
 //! submitted that Slurm no longer knows is *lost* (or reports the terminal state last seen),
-//! not "unknown", and `start` can submit it again from its request. One small JSON file per
-//! job, written atomically, so separate `farm` processes share it.
+//! not "unknown", and `start` can submit it again from its request. The storage (one JSON
+//! file per job, shared by separate `farm` processes) is `farm_core::journal`; what a Slurm
+//! entry holds and how the adapter asks about it is here.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use farm_core::{Job, now_millis};
+use farm_core::journal::JournalEntry;
+#[cfg(test)]
+use farm_core::now_millis;
+use farm_core::{EpochMillis, Job};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -51,154 +53,68 @@ pub struct Entry {
     pub finished: Option<Job>,
 }
 
-/// The journal: in memory, and in a directory when one is usable.
+impl JournalEntry for Entry {
+    type Id = u64;
+
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn recorded_ms(&self) -> EpochMillis {
+        self.submitted_ms
+    }
+}
+
+/// The journal: in memory, and in `<state directory>/jobs` when that is usable.
 #[derive(Debug)]
 pub struct Journal {
-    dir: Option<PathBuf>,
-    entries: Mutex<HashMap<u64, Entry>>,
+    inner: farm_core::Journal<Entry>,
 }
 
 impl Journal {
     /// A journal kept in `dir` (created if needed); in memory only when `dir` is `None` or
     /// cannot be created.
     pub fn open(dir: Option<PathBuf>) -> Journal {
-        let dir = dir.and_then(|d| {
-            let jobs = d.join("jobs");
-            match std::fs::create_dir_all(&jobs) {
-                Ok(()) => Some(jobs),
-                Err(e) => {
-                    tracing::warn!(dir = %jobs.display(), error = %e, "cannot create the Slurm job journal; keeping it in memory");
-                    None
-                }
-            }
-        });
-        let journal = Journal {
-            dir,
-            entries: Mutex::new(HashMap::new()),
-        };
-        journal.reload(true);
-        journal
-    }
-
-    fn file(&self, id: u64) -> Option<PathBuf> {
-        self.dir.as_ref().map(|d| d.join(format!("{id}.json")))
-    }
-
-    /// Reads every entry on disk into memory (another process may have added some).
-    fn reload(&self, prune: bool) {
-        let Some(dir) = &self.dir else { return };
-        let Ok(listing) = std::fs::read_dir(dir) else {
-            return;
-        };
-        let oldest = now_millis() - RETENTION.as_millis() as i64;
-        let mut loaded = Vec::new();
-        for item in listing.flatten() {
-            let path = item.path();
-            if path.extension().and_then(|e| e.to_str()) != Some("json") {
-                continue;
-            }
-            match read_entry(&path) {
-                Some(entry) if prune && entry.submitted_ms < oldest => {
-                    let _ = std::fs::remove_file(&path);
-                }
-                Some(entry) => loaded.push(entry),
-                None => {}
-            }
-        }
-        let mut entries = self.entries.lock().expect("journal poisoned");
-        for entry in loaded {
-            entries.insert(entry.id, entry);
-        }
-    }
-
-    fn write(&self, entry: &Entry) {
-        let Some(path) = self.file(entry.id) else {
-            return;
-        };
-        let tmp = path.with_extension(format!("json.{:08x}.tmp", std::process::id()));
-        let text = serde_json::to_string_pretty(entry).expect("entries serialise");
-        let result = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &path));
-        if let Err(e) = result {
-            let _ = std::fs::remove_file(&tmp);
-            tracing::warn!(path = %path.display(), error = %e, "cannot write the Slurm job journal");
+        Journal {
+            inner: farm_core::Journal::open(dir.map(|d| d.join("jobs")), RETENTION),
         }
     }
 
     /// Remembers a job.
     pub fn record(&self, entry: Entry) {
-        self.write(&entry);
-        self.entries
-            .lock()
-            .expect("journal poisoned")
-            .insert(entry.id, entry);
+        self.inner.record(entry);
     }
 
     /// The entry of job `id`.
     pub fn get(&self, id: u64) -> Option<Entry> {
-        if let Some(e) = self.entries.lock().expect("journal poisoned").get(&id) {
-            return Some(e.clone());
-        }
-        let entry = read_entry(&self.file(id)?)?;
-        self.entries
-            .lock()
-            .expect("journal poisoned")
-            .insert(id, entry.clone());
-        Some(entry)
+        self.inner.get(&id)
     }
 
     /// The newest job submitted for a render context (restarts submit it again).
     pub fn by_context(&self, render_context: Uuid) -> Option<u64> {
-        let find = |j: &Journal| {
-            j.entries
-                .lock()
-                .expect("journal poisoned")
-                .values()
-                .filter(|e| e.render_context == render_context)
-                .max_by_key(|e| (e.attempt, e.id))
-                .map(|e| e.id)
-        };
-        find(self).or_else(|| {
-            self.reload(false);
-            find(self)
-        })
+        self.inner
+            .find(|e| e.render_context == render_context)
+            .into_iter()
+            .max_by_key(|e| (e.attempt, e.id))
+            .map(|e| e.id)
     }
 
     /// Remembers the terminal state seen for job `id` (or forgets it, with `None`, when the
     /// job runs again).
     pub fn set_finished(&self, id: u64, job: Option<&Job>) {
-        let updated = {
-            let mut entries = self.entries.lock().expect("journal poisoned");
-            match entries.get_mut(&id) {
-                Some(e) if e.finished.as_ref() != job => {
-                    e.finished = job.cloned();
-                    Some(e.clone())
-                }
-                _ => None,
+        self.inner.update(&id, |e| {
+            let changed = e.finished.as_ref() != job;
+            if changed {
+                e.finished = job.cloned();
             }
-        };
-        if let Some(entry) = updated {
-            self.write(&entry);
-        }
+            changed
+        });
     }
 
     /// Every entry, after picking up what other processes wrote.
     pub fn all(&self) -> Vec<Entry> {
-        self.reload(false);
-        let mut all: Vec<Entry> = self
-            .entries
-            .lock()
-            .expect("journal poisoned")
-            .values()
-            .cloned()
-            .collect();
-        all.sort_by_key(|e| e.id);
-        all
+        self.inner.all()
     }
-}
-
-fn read_entry(path: &Path) -> Option<Entry> {
-    let text = std::fs::read_to_string(path).ok()?;
-    serde_json::from_str(&text).ok()
 }
 
 #[cfg(test)]

@@ -22,13 +22,15 @@ pub struct SimFarm {
 }
 
 impl SimFarm {
-    /// Defaults: logs under the scratch directory, short command timeout, staging on.
+    /// Defaults: logs and the journal under the scratch directory, short command timeout,
+    /// staging on.
     pub fn new(edit: impl FnOnce(&mut CondorSettings, &mut SimConfig)) -> SimFarm {
         let dir = tempfile::tempdir().expect("tempdir");
         let submit_dir = dir.path().join("submit");
         std::fs::create_dir_all(&submit_dir).expect("submit dir");
         let mut settings = CondorSettings {
             log_directory: dir.path().join("logs").display().to_string(),
+            state_directory: Some(dir.path().join("state")),
             command_timeout: Duration::from_secs(3),
             ..CondorSettings::default()
         };
@@ -52,6 +54,17 @@ impl SimFarm {
             Arc::new(sim.clone()),
         ));
         SimFarm { farm, sim, dir }
+    }
+
+    /// A second adapter on the same simulator and state directory, as a later `farm`
+    /// process would build it: it shares nothing in memory with `self.farm`.
+    pub fn another_process(&self) -> CondorFarm {
+        CondorFarm::with_runner(
+            "sim",
+            self.farm.settings().clone(),
+            CommonSettings::default(),
+            Arc::new(self.sim.clone()),
+        )
     }
 
     /// As a conformance test farm, with fault injection.
