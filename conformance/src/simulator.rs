@@ -33,6 +33,8 @@ use crate::harness::SchedulerControl;
 pub enum Flaw {
     /// `job` says not found for the first two seconds after submit.
     InvisibleAfterSubmit,
+    /// `job_state` always says Waiting, whatever `job` says.
+    JobStateStuckWaiting,
     /// Jobs whose commands all succeed are reported Failed.
     SuccessReportedAsFailed,
     /// A non-zero exit is reported Completed.
@@ -133,6 +135,10 @@ pub enum Flaw {
 pub const FLAW_TARGETS: &[(Flaw, &str)] = &[
     (
         Flaw::InvisibleAfterSubmit,
+        "a_submitted_job_is_visible_at_once",
+    ),
+    (
+        Flaw::JobStateStuckWaiting,
         "a_submitted_job_is_visible_at_once",
     ),
     (Flaw::SuccessReportedAsFailed, "a_successful_job_completes"),
@@ -296,6 +302,8 @@ pub struct SimulatorConfig {
     pub reply_timeout: Duration,
     /// Where logs and staged files go; a temporary directory when `None`.
     pub state_dir: Option<PathBuf>,
+    /// Shared staging root (the farm's `staging_root`); `<state_dir>/staging` when `None`.
+    pub staging_root: Option<PathBuf>,
     /// Installation metadata and render environment.
     pub installation: Option<InstallationMetadata>,
     /// Deliberate contract breaches.
@@ -310,6 +318,7 @@ impl Default for SimulatorConfig {
             capabilities: Capabilities::ALL,
             reply_timeout: Duration::from_secs(2),
             state_dir: None,
+            staging_root: None,
             installation: None,
             flaws: HashSet::new(),
         }
@@ -910,10 +919,15 @@ impl std::fmt::Debug for SimFarm {
 
 impl SimFarm {
     /// A simulated farm. Must be created inside a tokio runtime (jobs run as tasks).
+    ///
+    /// With a `state_dir`, this instance's logs go to `<state_dir>/logs/<instance>/`, made
+    /// only when a job runs, and instance folders older than a week are removed: building a
+    /// farm (as `farm farms` does) leaves nothing behind.
     pub fn new(config: SimulatorConfig) -> std::io::Result<SimFarm> {
         let (dir, guard) = match &config.state_dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir)?;
+                prune_old_instances(&dir.join("logs"), Duration::from_secs(7 * 24 * 3600));
                 (dir.clone(), None)
             }
             None => {
@@ -921,10 +935,22 @@ impl SimFarm {
                 (tmp.path().to_path_buf(), Some(tmp))
             }
         };
-        let log_dir = dir.join("logs");
-        std::fs::create_dir_all(&log_dir)?;
+        let instance = format!(
+            "{}-{}",
+            std::process::id(),
+            &Uuid::new_v4().simple().to_string()[..8]
+        );
+        let log_dir = dir.join("logs").join(instance);
+        let staging = match &config.staging_root {
+            Some(root) => farm_core::SharedStaging::new(root),
+            None => {
+                let root = dir.join("staging");
+                std::fs::create_dir_all(&root)?;
+                farm_core::SharedStaging::new(root)
+            }
+        };
         let common = CommonSettings {
-            staging: Some(farm_core::SharedStaging::new(dir.join("staging"))),
+            staging: Some(staging),
             installation: config.installation.clone(),
             render_environment: BTreeMap::new(),
         };
@@ -1173,6 +1199,14 @@ impl FarmPlugin for SimFarm {
         Ok(JobId::new(id))
     }
 
+    async fn job_state(&self, id: &JobId) -> Result<JobState> {
+        let job = self.job(id).await?;
+        if self.flawed(Flaw::JobStateStuckWaiting) {
+            return Ok(JobState::Waiting);
+        }
+        Ok(job.state)
+    }
+
     async fn job(&self, id: &JobId) -> Result<Job> {
         let reply: Result<NativeJob> = self.send(Call::Get { id: id.to_string() }).await;
         match reply {
@@ -1327,6 +1361,24 @@ impl SchedulerControl for SimControl {
     }
 }
 
+/// Removes instance log folders not touched for `age` (best effort).
+fn prune_old_instances(logs: &std::path::Path, age: Duration) {
+    let Ok(entries) = std::fs::read_dir(logs) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|elapsed| elapsed > age);
+        if old {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// Settings of the `simulator` adapter in a farms file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -1362,6 +1414,7 @@ pub fn register(registry: &mut farm_core::AdapterRegistry) {
                 queue_delay: Duration::from_millis(settings.queue_delay_ms),
                 slots: settings.slots.max(1),
                 state_dir: settings.state_dir,
+                staging_root: spec.staging_root.clone(),
                 installation: spec.installation.clone(),
                 ..SimulatorConfig::default()
             };

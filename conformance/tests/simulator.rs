@@ -88,6 +88,7 @@ macro_rules! rejects {
 
 rejects! {
     rejects_invisible_after_submit: InvisibleAfterSubmit,
+    rejects_job_state_stuck_waiting: JobStateStuckWaiting,
     rejects_success_reported_as_failed: SuccessReportedAsFailed,
     rejects_forgets_finished_jobs: ForgetsFinishedJobs,
     rejects_nonzero_exit_completes: NonzeroExitCompletes,
@@ -161,7 +162,7 @@ fn the_checks_reference_matches_the_doc_comments() {
             return;
         }
         panic!(
-            "docs/conformance.md is out of date: run `FARM_BLESS=1 cargo test -p farm-conformance` or `farm conformance --list --output markdown > docs/conformance.md`"
+            "docs/conformance.md is out of date: run `FARM_BLESS=1 cargo test -p farm-conformance` or `farm conformance --list --markdown > docs/conformance.md`"
         );
     }
 }

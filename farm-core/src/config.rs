@@ -145,10 +145,13 @@ fn deserialize_settings<T: DeserializeOwned>(
         let from = variable
             .map(|v| format!(" (from ${v})"))
             .unwrap_or_default();
-        FarmError::config(format!(
-            "farm {farm_name}: settings{at}{from}: {}",
-            err.inner()
-        ))
+        // Serde quotes the offending value; never show it for a secret setting.
+        let detail = if path.split('.').any(crate::secret::is_secret_setting) {
+            "invalid value (not shown: it is a secret)".to_owned()
+        } else {
+            err.inner().to_string()
+        };
+        FarmError::config(format!("farm {farm_name}: settings{at}{from}: {detail}"))
     })
 }
 
@@ -190,10 +193,16 @@ pub fn env_overrides(
     let mut out: Vec<_> = vars
         .filter_map(|(k, v)| {
             let name = k.strip_prefix(&prefix)?.to_ascii_lowercase();
-            let value = serde_yaml::from_str::<serde_yaml::Value>(&v)
-                .ok()
-                .filter(|parsed| !parsed.is_mapping() && !parsed.is_sequence())
-                .unwrap_or(serde_yaml::Value::String(v));
+            // A secret is taken verbatim: YAML would unquote it, cut it at ` #`, or turn
+            // it into a number.
+            let value = if crate::secret::is_secret_setting(&name) {
+                serde_yaml::Value::String(v)
+            } else {
+                serde_yaml::from_str::<serde_yaml::Value>(&v)
+                    .ok()
+                    .filter(|parsed| !parsed.is_mapping() && !parsed.is_sequence())
+                    .unwrap_or(serde_yaml::Value::String(v))
+            };
             (!name.is_empty()).then_some((name, value))
         })
         .collect();
@@ -274,8 +283,12 @@ impl FarmsConfig {
     /// Parses a farms file, naming the line and field of any error.
     pub fn from_yaml_str(text: &str, origin: &str) -> Result<FarmsConfig> {
         let de = serde_yaml::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(de)
-            .map_err(|err| FarmError::config(format!("{origin}: {}: {}", err.path(), err.inner())))
+        serde_path_to_error::deserialize(de).map_err(|err| {
+            let path = err.path().to_string();
+            let message = err.inner().to_string();
+            let detail = crate::error::without_path_prefix(&message, &path);
+            FarmError::config(format!("{origin}: {path}: {detail}"))
+        })
     }
 
     /// Reads the farms file from `explicit`, else `FARM_CONFIG`, else the user's config
@@ -288,16 +301,18 @@ impl FarmsConfig {
                 .map(PathBuf::from)
         });
         if let Some(path) = named {
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                FarmError::io(format!("cannot read farms file {}", path.display()), e)
+            let text = std::fs::read_to_string(&path).map_err(|e| FarmError::Config {
+                message: format!("cannot read farms file {}: {e}", path.display()),
+                source: Some(Box::new(e)),
             })?;
             let config = FarmsConfig::from_yaml_str(&text, &path.display().to_string())?;
             return Ok(Some((path, config)));
         }
         match default_config_path() {
             Some(path) if path.exists() => {
-                let text = std::fs::read_to_string(&path).map_err(|e| {
-                    FarmError::io(format!("cannot read farms file {}", path.display()), e)
+                let text = std::fs::read_to_string(&path).map_err(|e| FarmError::Config {
+                    message: format!("cannot read farms file {}: {e}", path.display()),
+                    source: Some(Box::new(e)),
                 })?;
                 let config = FarmsConfig::from_yaml_str(&text, &path.display().to_string())?;
                 Ok(Some((path, config)))
@@ -373,6 +388,11 @@ mod tests {
         assert!(
             err.contains("f.yaml") && err.contains("farms.a") && err.contains("adaptor"),
             "{err}"
+        );
+        assert_eq!(
+            err.matches("farms.a").count(),
+            1,
+            "the place is named once: {err}"
         );
     }
 

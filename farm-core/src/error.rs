@@ -233,6 +233,22 @@ impl FarmError {
     }
 }
 
+/// serde_yaml begins its messages with the path of the value it was reading (`farms.a: `),
+/// which callers that name the field themselves would show twice; this drops it.
+pub(crate) fn without_path_prefix<'m>(message: &'m str, path: &str) -> &'m str {
+    match message.split_once(": ") {
+        Some((head, rest))
+            if !head.is_empty()
+                && (path == head
+                    || path.starts_with(&format!("{head}."))
+                    || path.starts_with(&format!("{head}["))) =>
+        {
+            rest
+        }
+        _ => message,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

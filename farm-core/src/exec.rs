@@ -42,7 +42,8 @@ pub struct ExecOptions {
     pub grace: Duration,
     /// Extra variables for every step (set before the request's own environment).
     pub base_env: Vec<(String, String)>,
-    /// Variables of this process that steps must not inherit (credentials of the executor).
+    /// Variables of this process that steps must not inherit, beyond the credential
+    /// variables ([`crate::secret::is_credential_variable`]) that are always removed.
     pub env_remove: Vec<String>,
 }
 
@@ -112,7 +113,11 @@ async fn run_steps(
             return Ok(TaskOutcome::Cancelled);
         }
         let mut command = tokio::process::Command::new(&step.argv[0]);
-        for name in &options.env_remove {
+        // Jobs never inherit the executor's credentials (a Slurm JWT, farm tokens).
+        for name in crate::secret::credential_variables_present()
+            .iter()
+            .chain(&options.env_remove)
+        {
             command.env_remove(name);
         }
         command

@@ -105,11 +105,20 @@ impl<E: JournalEntry> fmt::Debug for Journal<E> {
     }
 }
 
+/// Creates `dir` (and parents) and makes it readable by its owner only.
+fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
 impl<E: JournalEntry> Journal<E> {
     /// Opens the journal in `dir` (created if needed), dropping entries recorded more than
     /// `retention` ago. In memory only when `dir` is `None` or cannot be created.
     pub fn open(dir: Option<PathBuf>, retention: Duration) -> Journal<E> {
-        let dir = dir.and_then(|d| match std::fs::create_dir_all(&d) {
+        // Entries hold whole requests, environment values included: the directory is the
+        // user's alone.
+        let dir = dir.and_then(|d| match create_private_dir(&d) {
             Ok(()) => Some(d),
             Err(e) => {
                 tracing::warn!(dir = %d.display(), error = %e, "cannot create the job journal directory; keeping the journal in memory, so other processes will not see these jobs");
@@ -293,7 +302,14 @@ impl<E: JournalEntry> Journal<E> {
         let result = serde_json::to_vec_pretty(entry)
             .map_err(std::io::Error::other)
             .and_then(|bytes| {
-                let mut file = std::fs::File::create(&tmp)?;
+                let mut file = {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .open(&tmp)?
+                };
                 file.write_all(&bytes)?;
                 // Without the sync a crash can leave a renamed but empty file.
                 file.sync_all()?;
@@ -391,6 +407,24 @@ mod tests {
         let out = tracing::subscriber::with_default(warnings.clone(), f);
         let seen = warnings.0.lock().unwrap().clone();
         (out, seen)
+    }
+
+    #[test]
+    fn entries_are_readable_by_their_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("journal");
+        let journal: Journal<Seen> = Journal::open(Some(root.clone()), KEEP);
+        journal.record(seen(7, "private"));
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&root), 0o700);
+        let file = std::fs::read_dir(&root)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub mod request;
 pub mod resources;
 pub mod runner;
 pub mod script;
+pub mod secret;
 pub mod staging;
 pub mod state;
 

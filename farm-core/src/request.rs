@@ -491,7 +491,9 @@ fn deserialize_error<E: std::fmt::Display>(err: &serde_path_to_error::Error<E>) 
     } else {
         path
     };
-    FarmError::invalid(field, err.inner().to_string())
+    let message = err.inner().to_string();
+    let problem = crate::error::without_path_prefix(&message, &field).to_owned();
+    FarmError::invalid(field, problem)
 }
 
 #[cfg(test)]
@@ -556,6 +558,11 @@ mod tests {
         let err = JobRequest::from_yaml_str("name: x\ncommands: [[a]]\nframes: 10-1\n")
             .unwrap_err()
             .to_string();
+        assert_eq!(
+            err.matches("frames").count(),
+            1,
+            "the field is named once: {err}"
+        );
         assert!(err.contains("frames") && err.contains("reversed"), "{err}");
     }
 

@@ -157,6 +157,11 @@ async fn run_process(
         return Err(FarmError::invalid("argv", "empty command"));
     };
     let mut command = tokio::process::Command::new(program);
+    // Scheduler commands copy their environment into jobs (sbatch's default is
+    // --export=ALL): never hand them the user's credentials.
+    for name in crate::secret::credential_variables_present() {
+        command.env_remove(name);
+    }
     command
         .args(&argv[1..])
         .envs(env.iter().map(|(k, v)| (k, v)))
@@ -168,9 +173,22 @@ async fn run_process(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let mut child = command.spawn().map_err(|e| FarmError::Unavailable {
-        message: format!("cannot run {program}: {e}"),
-        source: Some(Box::new(e)),
+    let mut child = command.spawn().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            // Not a passing fault: the scheduler's tools are not where we look.
+            FarmError::Config {
+                message: format!(
+                    "cannot run {program}: not found (install the scheduler's tools, put them on PATH, \
+                     or set the farm's settings.bin_dir)"
+                ),
+                source: Some(Box::new(e)),
+            }
+        } else {
+            FarmError::Unavailable {
+                message: format!("cannot run {program}: {e}"),
+                source: Some(Box::new(e)),
+            }
+        }
     })?;
     if let (Some(bytes), Some(mut pipe)) = (stdin, child.stdin.take()) {
         let bytes = bytes.to_vec();
@@ -242,11 +260,46 @@ mod tests {
             .run(&args(&["/nonexistent/sbatch"]), None)
             .await
             .unwrap_err();
-        assert_eq!(err.kind(), crate::ErrorKind::Unavailable);
-        assert!(err.to_string().contains("/nonexistent/sbatch"));
+        assert_eq!(err.kind(), crate::ErrorKind::Config);
+        let msg = err.to_string();
+        assert!(
+            msg.contains("/nonexistent/sbatch") && msg.contains("bin_dir"),
+            "{msg}"
+        );
         let slow = LocalRunner::new(Duration::from_millis(200));
         let err = slow.run(&args(&["sleep", "5"]), None).await.unwrap_err();
         assert!(err.to_string().contains("did not finish"), "{err}");
+    }
+
+    /// Run as a child of the test below, with a credential in its environment.
+    #[tokio::test]
+    async fn child_inherited_credentials_do_not_reach_commands() {
+        if std::env::var_os("FARM_RUNNER_CHILD").is_none() {
+            return;
+        }
+        let out = LocalRunner::new(Duration::from_secs(5))
+            .run(&args(&["sh", "-c", "echo \"jwt=${SLURM_JWT-unset} http=${FARM_HTTP_TOKEN-unset} conf=${FARM_CONFIG-unset}\""]), None)
+            .await
+            .unwrap();
+        assert_eq!(out.stdout, "jwt=unset http=unset conf=kept\n");
+    }
+
+    #[test]
+    fn inherited_credentials_do_not_reach_commands() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "runner::tests::child_inherited_credentials_do_not_reach_commands",
+                "--nocapture",
+            ])
+            .env("FARM_RUNNER_CHILD", "1")
+            .env("SLURM_JWT", "eyJ.secret")
+            .env("FARM_HTTP_TOKEN", "http-secret")
+            .env("FARM_CONFIG", "kept")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && text.contains("1 passed"), "{text}");
     }
 
     #[test]

@@ -35,16 +35,31 @@ impl SharedStaging {
         self.root.join(render_context.to_string())
     }
 
-    /// Creates (if needed) and returns the render context's directory.
+    /// Creates (if needed) and returns the render context's directory. The root itself must
+    /// already exist: a missing root is usually an unmounted share, and creating it would
+    /// stage files where no render node can see them.
     pub async fn create_temp_directory(&self, render_context: Uuid) -> Result<PathBuf> {
+        if !self.root.is_absolute() {
+            return Err(FarmError::config(format!(
+                "staging root {} is not an absolute path; render nodes must see the same path",
+                self.root.display()
+            )));
+        }
+        if !self.root.is_dir() {
+            return Err(FarmError::config(format!(
+                "staging root {} does not exist (is the shared file system mounted?)",
+                self.root.display()
+            )));
+        }
         let dir = self.context_dir(render_context);
-        tokio::fs::create_dir_all(&dir).await.map_err(|e| {
-            FarmError::io(
+        match tokio::fs::create_dir(&dir).await {
+            Ok(()) => Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(dir),
+            Err(e) => Err(FarmError::io(
                 format!("cannot create staging directory {}", dir.display()),
                 e,
-            )
-        })?;
-        Ok(dir)
+            )),
+        }
     }
 
     /// Copies `files` under the context's `files/` folder and maps each given path to its
@@ -201,6 +216,28 @@ mod tests {
             listing(&staging.context_dir(ctx)),
             ["files/1/scene.optree", "files/scene.optree"]
         );
+    }
+
+    #[tokio::test]
+    async fn a_missing_or_relative_root_is_a_configuration_error_and_is_not_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("mnt/render/staging");
+        let err = SharedStaging::new(&missing)
+            .create_temp_directory(Uuid::new_v4())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Config);
+        assert!(
+            err.to_string()
+                .contains("is the shared file system mounted"),
+            "{err}"
+        );
+        assert!(!missing.exists(), "a missing root must not be created");
+        let err = SharedStaging::new("relative/staging")
+            .create_temp_directory(Uuid::new_v4())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("not an absolute path"), "{err}");
     }
 
     #[tokio::test]

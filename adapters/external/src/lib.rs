@@ -140,6 +140,8 @@ pub struct ExternalFarm {
     adapter_name: String,
     capabilities: Capabilities,
     connection: Mutex<Option<Arc<Connection>>>,
+    /// One restart at a time.
+    restart_lock: tokio::sync::Mutex<()>,
     next_id: AtomicU64,
 }
 
@@ -175,30 +177,55 @@ impl ExternalFarm {
             capabilities: hello.capabilities,
             settings,
             connection: Mutex::new(Some(Arc::new(connection))),
+            restart_lock: tokio::sync::Mutex::new(()),
             next_id: AtomicU64::new(1),
         })
     }
 
-    fn connection(&self) -> Result<Arc<Connection>> {
-        let mut slot = self.connection.lock().expect("poisoned");
-        if let Some(conn) = slot.as_ref()
+    /// The running adapter, restarted (and greeted again) if it died.
+    async fn connection(&self) -> Result<Arc<Connection>> {
+        {
+            let slot = self.connection.lock().expect("poisoned");
+            if let Some(conn) = slot.as_ref()
+                && conn.alive.load(Ordering::SeqCst)
+            {
+                return Ok(conn.clone());
+            }
+        }
+        let _restarting = self.restart_lock.lock().await;
+        // Another call may have restarted it while this one waited.
+        if let Some(conn) = self.connection.lock().expect("poisoned").as_ref()
             && conn.alive.load(Ordering::SeqCst)
         {
             return Ok(conn.clone());
         }
         tracing::warn!(farm = %self.name, "external adapter is not running; restarting it");
         let conn = spawn(&self.name, &self.settings)?;
-        hello_blocking(&self.name, &self.settings, &conn)?;
+        let rx = send_hello(&self.name, &self.settings, &conn)?;
+        let value = match tokio::time::timeout(self.settings.timeout, rx).await {
+            Ok(Ok(reply)) => reply?,
+            Ok(Err(_)) => {
+                return Err(FarmError::unavailable(format!(
+                    "the external adapter of farm {} exited during hello",
+                    self.name
+                )));
+            }
+            Err(_) => {
+                return Err(FarmError::unavailable(format!(
+                    "the external adapter of farm {} did not answer hello",
+                    self.name
+                )));
+            }
+        };
+        check_hello(&self.name, value)?;
         let conn = Arc::new(conn);
-        *slot = Some(conn.clone());
+        *self.connection.lock().expect("poisoned") = Some(conn.clone());
         Ok(conn)
     }
 
     /// Sends one call and waits for its reply.
-    async fn call(&self, method: &str, params: Value) -> Result<Value> {
-        // Restarting a dead adapter blocks for its handshake; that is rare and bounded by
-        // the call timeout.
-        let conn = self.connection()?;
+    async fn call(&self, method: &'static str, params: Value) -> Result<Value> {
+        let conn = self.connection().await?;
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         let (tx, rx) = tokio::sync::oneshot::channel();
         conn.pending.lock().expect("poisoned").insert(id, tx);
@@ -224,6 +251,10 @@ impl ExternalFarm {
             });
         }
         match tokio::time::timeout(self.settings.timeout, rx).await {
+            // The adapter says it cannot do this: name the operation and the adapter.
+            Ok(Ok(Err(FarmError::Unsupported { .. }))) => {
+                Err(FarmError::unsupported(method, self.adapter_name.clone()))
+            }
             Ok(Ok(reply)) => reply,
             Ok(Err(_)) => Err(FarmError::unavailable(format!(
                 "the external adapter of farm {} exited before answering {method}",
@@ -241,7 +272,7 @@ impl ExternalFarm {
 
     async fn call_as<T: serde::de::DeserializeOwned>(
         &self,
-        method: &str,
+        method: &'static str,
         params: Value,
     ) -> Result<T> {
         let value = self.call(method, params).await?;
@@ -392,20 +423,27 @@ fn decode_reply(reply: Value, name: &str) -> Result<Value> {
     }
 }
 
-fn hello_blocking(name: &str, settings: &ExternalSettings, conn: &Connection) -> Result<Hello> {
+/// Sends `hello` (always call id 0) and returns where its reply will arrive.
+fn send_hello(
+    name: &str,
+    settings: &ExternalSettings,
+    conn: &Connection,
+) -> Result<tokio::sync::oneshot::Receiver<Result<Value>>> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     conn.pending.lock().expect("poisoned").insert(0, tx);
     let line = json!({ "id": 0, "method": "hello", "params": { "protocol": PROTOCOL_VERSION, "farm": name, "options": settings.options } });
-    {
-        let mut pipe = conn.stdin.lock().expect("poisoned");
-        writeln!(pipe, "{line}")
-            .and_then(|()| pipe.flush())
-            .map_err(|e| {
-                FarmError::io(format!("farm {name}: cannot greet the external adapter"), e)
-            })?;
-    }
+    let mut pipe = conn.stdin.lock().expect("poisoned");
+    writeln!(pipe, "{line}")
+        .and_then(|()| pipe.flush())
+        .map_err(|e| FarmError::io(format!("farm {name}: cannot greet the external adapter"), e))?;
+    Ok(rx)
+}
+
+/// The farm is built synchronously (factories are), so the first greeting is awaited by
+/// polling; restarts inside a call await it asynchronously ([`ExternalFarm::restart`]).
+fn hello_blocking(name: &str, settings: &ExternalSettings, conn: &Connection) -> Result<Hello> {
+    let mut rx = send_hello(name, settings, conn)?;
     let deadline = std::time::Instant::now() + settings.timeout;
-    let mut rx = rx;
     let value = loop {
         match rx.try_recv() {
             Ok(reply) => break reply?,
@@ -424,6 +462,10 @@ fn hello_blocking(name: &str, settings: &ExternalSettings, conn: &Connection) ->
             }
         }
     };
+    check_hello(name, value)
+}
+
+fn check_hello(name: &str, value: Value) -> Result<Hello> {
     let protocol = value.get("protocol").and_then(Value::as_u64);
     if protocol != Some(PROTOCOL_VERSION) {
         return Err(FarmError::config(format!(
@@ -484,11 +526,19 @@ impl FarmPlugin for ExternalFarm {
 
     async fn render(&self, request: &JobRequest) -> Result<RenderedJob> {
         request.validate()?;
-        self.call_as(
-            "render",
-            json!({ "request": request, "tasks": wire_tasks(request) }),
-        )
-        .await
+        let rendered: RenderedJob = self
+            .call_as(
+                "render",
+                json!({ "request": request, "tasks": wire_tasks(request) }),
+            )
+            .await?;
+        if rendered.files.is_empty() {
+            return Err(FarmError::scheduler(format!(
+                "the external adapter of farm {} rendered no file",
+                self.name
+            )));
+        }
+        Ok(rendered)
     }
 
     async fn submit(&self, request: &JobRequest) -> Result<JobId> {

@@ -119,3 +119,24 @@ for line in sys.stdin:
     let err = farm(v2, Duration::from_secs(5)).unwrap_err();
     assert!(err.to_string().contains("protocol 2"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_render_and_an_unsupported_reply_are_clear_errors() {
+    let f = farm(
+        &program(
+            r#"if c["method"] == "render":
+    reply({"id": c["id"], "result": {"files": []}})
+else:
+    reply({"id": c["id"], "error": {"kind": "unsupported", "message": "no"}})"#,
+        ),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let request =
+        farm_core::JobRequest::new("t", vec![farm_core::Command::Argv(vec!["true".into()])]);
+    let err = f.render(&request).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Scheduler);
+    assert!(err.to_string().contains("rendered no file"), "{err}");
+    let err = f.job(&JobId::new("3")).await.unwrap_err();
+    assert_eq!(err.to_string(), "job is not supported by the toy adapter");
+}

@@ -71,8 +71,9 @@ pub struct HttpSettings {
     /// Base URL of the scheduler (`http://127.0.0.1:7575`); the profile's paths are
     /// appended to it.
     pub url: String,
-    /// The bearer token. Never logged: `Debug` prints `[REDACTED]`.
-    #[serde(default)]
+    /// The bearer token. Never logged: `Debug` prints `[REDACTED]`; read as raw text and
+    /// never quoted in an error.
+    #[serde(default, deserialize_with = "farm_core::secret::optional_token")]
     pub token: Option<SecretString>,
     /// Variable holding the token when `token` is not set (default `FARM_HTTP_TOKEN`).
     #[serde(default)]

@@ -334,6 +334,20 @@ pub fn farm_error(failure: Failure, call: CallInfo<'_>, errors: &ErrorMapping) -
             let (detail, field) = problem(errors, &body);
             let message = format!("{operation}: {target}: HTTP {status}: {detail}");
             match status {
+                // A 404 is "no such job" only when the scheduler says so. An empty body or
+                // an HTML page comes from something else (a proxy, a wrong base URL), and
+                // calling every job unknown would hide that.
+                404 if body.trim().is_empty() || body.trim_start().starts_with('<') => {
+                    FarmError::scheduler(format!(
+                        "{operation}: {target}: HTTP 404 without an answer from the scheduler \
+                         ({}): check the farm's url and the profile's paths",
+                        if body.trim().is_empty() {
+                            "empty body"
+                        } else {
+                            "an HTML page"
+                        }
+                    ))
+                }
                 404 => match job {
                     Some(id) => FarmError::job_not_found(id.clone()),
                     None => FarmError::scheduler(message),
@@ -369,6 +383,31 @@ mod tests {
             body: body.into(),
             retry_after: None,
         }
+    }
+
+    #[test]
+    fn a_404_that_is_not_from_the_scheduler_is_not_a_missing_job() {
+        let id = JobId::new("42");
+        let call = || CallInfo {
+            operation: "get",
+            target: "GET /v1/jobs/42",
+            job: Some(&id),
+        };
+        let errors = ErrorMapping::default();
+        for body in ["", "  ", "<html><body>Not Found</body></html>"] {
+            let err = farm_error(status(404, body), call(), &errors);
+            assert_eq!(err.kind(), ErrorKind::Scheduler, "{body:?}");
+            assert!(err.to_string().contains("check the farm's url"), "{err}");
+        }
+        let err = farm_error(
+            status(
+                404,
+                r#"{"title":"Not Found","status":404,"detail":"no job 42"}"#,
+            ),
+            call(),
+            &errors,
+        );
+        assert_eq!(err.kind(), ErrorKind::JobNotFound);
     }
 
     #[test]

@@ -217,7 +217,7 @@ impl HttpFarm {
                             tracing::warn!(farm = %self.name, claimed = ?self.caps, server = ?server, "the server's capabilities differ from the profile's");
                         }
                     }
-                    Err(e) => tracing::debug!(farm = %self.name, error = %e, "could not cross-check capabilities"),
+                    Err(e) => tracing::warn!(farm = %self.name, error = %e, "could not cross-check the server's capabilities (is the farm's url right?)"),
                 }
             })
             .await;

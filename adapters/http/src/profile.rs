@@ -449,19 +449,17 @@ impl Profile {
             return Profile::from_yaml_str(yaml, &format!("{name} profile"));
         }
         let path = Path::new(choice);
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            FarmError::io(
-                format!(
-                    "cannot read HTTP profile {} (shipped profiles: {})",
-                    path.display(),
-                    SHIPPED
-                        .iter()
-                        .map(|(n, _)| *n)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                e,
-            )
+        let text = std::fs::read_to_string(path).map_err(|e| FarmError::Config {
+            message: format!(
+                "cannot read HTTP profile {}: {e} (shipped profiles: {})",
+                path.display(),
+                SHIPPED
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            source: Some(Box::new(e)),
         })?;
         Profile::from_yaml_str(&text, &path.display().to_string())
     }

@@ -26,6 +26,8 @@ async fn emulated(dialect: Dialect, profile: &str) -> TestFarm {
             base_delay_ms: 20,
             max_delay_ms: 200,
         });
+    // The staging root is the shared file system's mount point: it exists before the farm.
+    std::fs::create_dir_all(scratch.path().join("staging")).expect("staging root");
     let common = CommonSettings {
         staging: Some(SharedStaging::new(scratch.path().join("staging"))),
         ..CommonSettings::default()

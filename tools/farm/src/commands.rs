@@ -59,7 +59,13 @@ pub async fn render(
         None => match output {
             Output::Json => print_json(&rendered),
             Output::Text => {
-                let contents = &rendered.main().contents;
+                let Some(main) = rendered.files.first() else {
+                    return Err(FarmError::scheduler(format!(
+                        "the {} adapter rendered no file",
+                        farm.adapter()
+                    )));
+                };
+                let contents = &main.contents;
                 print!("{contents}");
                 // Byte-exact when redirected; tidy on a terminal.
                 if !contents.ends_with('\n') && std::io::stdout().is_terminal() {
@@ -82,8 +88,23 @@ pub async fn render(
 }
 
 /// Writes rendered files atomically (temporary name, then rename): to `out` itself for a
-/// single file that is not a directory, else into the directory `out`.
+/// single file that is not a directory, else into the directory `out`. File names come from
+/// the adapter (an external program, perhaps), so each must be one plain name: nothing is
+/// written outside `out`.
 fn write_rendered(rendered: &RenderedJob, out: &Path) -> Result<Vec<PathBuf>> {
+    for file in &rendered.files {
+        let plain = Path::new(&file.name)
+            .components()
+            .map(|c| matches!(c, std::path::Component::Normal(_)))
+            .collect::<Vec<_>>()
+            == [true];
+        if !plain || file.name.contains('/') {
+            return Err(FarmError::scheduler(format!(
+                "the adapter named a rendered file {:?}; file names must be one plain name",
+                file.name
+            )));
+        }
+    }
     let single_target =
         rendered.files.len() == 1 && !out.is_dir() && !out.to_string_lossy().ends_with('/');
     let targets: Vec<PathBuf> = if single_target {
@@ -98,23 +119,20 @@ fn write_rendered(rendered: &RenderedJob, out: &Path) -> Result<Vec<PathBuf>> {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)
-            .map_err(|e| FarmError::io(format!("cannot write into {}", dir.display()), e))?;
+        let cannot =
+            |e: std::io::Error| FarmError::io(format!("cannot write {}", target.display()), e);
+        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(cannot)?;
         tmp.write_all(file.contents.as_bytes())
             .and_then(|()| tmp.as_file().sync_all())
-            .map_err(|e| FarmError::io(format!("cannot write {}", target.display()), e))?;
-        if file.executable {
+            .map_err(cannot)?;
+        // A job file is read by schedulers, often as another user: not 0600.
+        let mode = if file.executable { 0o755 } else { 0o644 };
+        {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).map_err(
-                |e| FarmError::io(format!("cannot make {} executable", target.display()), e),
-            )?;
+            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))
+                .map_err(cannot)?;
         }
-        tmp.persist(target).map_err(|e| {
-            FarmError::io(
-                format!("cannot move {} into place", target.display()),
-                e.error,
-            )
-        })?;
+        tmp.persist(target).map_err(|e| cannot(e.error))?;
     }
     Ok(targets)
 }
@@ -194,7 +212,30 @@ pub async fn submit(
         .collect::<Result<_>>()?;
     let mut ids = Vec::new();
     for request in &requests {
-        let id = farm.submit(request).await?;
+        let id = match farm.submit(request).await {
+            Ok(id) => id,
+            // Jobs already submitted exist: never lose their ids because a later one failed.
+            Err(err) if !ids.is_empty() => {
+                if output == Output::Json {
+                    // One JSON document: the error, with the ids that exist.
+                    let mut doc = output::error_json(&err);
+                    doc["submitted"] = json!(ids);
+                    println!("{doc}");
+                    return Ok(ExitCode::from(output::exit_code(&err)));
+                } else {
+                    eprintln!(
+                        "farm: submitted {} before the error: {}",
+                        ids.len(),
+                        ids.iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    );
+                }
+                return Err(err);
+            }
+            Err(err) => return Err(err),
+        };
         if output == Output::Text {
             if args.wait {
                 eprintln!("submitted {} as job {id}", request.name);

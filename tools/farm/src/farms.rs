@@ -41,10 +41,9 @@ fn builtins() -> Vec<(&'static str, FarmSpec)> {
     local.description = Some("the local queue on this machine (started on demand)".into());
     let mut sim = FarmSpec::new("simulator");
     sim.description = Some("in-memory simulator: jobs run on this machine while farm runs".into());
-    // Logs outlive the process so the log path `farm submit --wait` prints stays readable.
-    let state_dir = std::env::temp_dir()
-        .join("farm-simulator")
-        .join(uuid::Uuid::new_v4().simple().to_string());
+    // Logs outlive the process so the log path `farm submit --wait` prints stays readable;
+    // one folder for every run, each process's logs in its own subfolder.
+    let state_dir = cache_dir().join("farm").join("simulator");
     sim.settings =
         serde_yaml::to_value(serde_json::json!({ "state_dir": state_dir })).unwrap_or_default();
     vec![("local", local), ("simulator", sim)]
@@ -106,4 +105,14 @@ impl Farms {
         }
         self.registry.build_named(&self.config, name)
     }
+}
+
+/// The user's cache directory (`$XDG_CACHE_HOME` or `~/.cache`), else the system temporary
+/// directory.
+fn cache_dir() -> std::path::PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
 }

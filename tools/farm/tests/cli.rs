@@ -76,7 +76,7 @@ fn help_lists_every_subcommand_and_the_exit_codes() {
 #[test]
 fn a_missing_farms_file_named_explicitly_is_a_config_error() {
     let out = farm(&["farms"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(9), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("cannot read farms file"),
         "{}",
@@ -346,5 +346,143 @@ fn conformance_runs_selected_checks_and_writes_junit() {
         stderr(&out).contains("unknown check \"no_such_check\""),
         "{}",
         stderr(&out)
+    );
+}
+
+#[test]
+fn validate_lists_several_problems_of_one_request() {
+    let file = tempfile::NamedTempFile::with_suffix(".yaml").unwrap();
+    std::fs::write(
+        file.path(),
+        "name: ''\ncommands: [[a, '{frame}']]\nenvironment: {'1X': a, FARM_Y: b}\nresources: {cpus: 0}\npriority: 5000\n",
+    )
+    .unwrap();
+    let out = farm(&["-o", "json", "validate", file.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(4));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fields: Vec<&str> = json[0]["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["field"].as_str().unwrap())
+        .collect();
+    for field in [
+        "name",
+        "commands[0][1]",
+        "environment.1X",
+        "environment.FARM_Y",
+        "resources.cpus",
+        "priority",
+    ] {
+        assert!(fields.contains(&field), "{field} missing from {fields:?}");
+    }
+}
+
+#[test]
+fn a_second_failing_submit_still_reports_the_first_job() {
+    let config = empty_config();
+    let out = farm_with_config(
+        config.path(),
+        &[
+            "-o",
+            "json",
+            "--farm",
+            "simulator",
+            "submit",
+            "fixtures/requests/minimal.yaml",
+            "fixtures/requests/invalid/bad-env-name.yaml",
+        ],
+    );
+    // The bad request is refused while loading, before anything is submitted...
+    assert_eq!(out.status.code(), Some(4));
+    // ...so pass a request that loads but that the farm refuses: a dependency on a job the
+    // simulator never issued.
+    let dep = tempfile::NamedTempFile::with_suffix(".yaml").unwrap();
+    std::fs::write(
+        dep.path(),
+        "name: dep\ncommands: [[true]]\ndepends_on: ['424242']\n",
+    )
+    .unwrap();
+    let out = farm_with_config(
+        config.path(),
+        &[
+            "-o",
+            "json",
+            "--farm",
+            "simulator",
+            "submit",
+            "fixtures/requests/minimal.yaml",
+            dep.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", stdout(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["error"]["field"], "depends_on[0]");
+    assert_eq!(doc["submitted"], serde_json::json!(["1"]));
+}
+
+#[test]
+fn rendered_files_are_readable_by_schedulers() {
+    use std::os::unix::fs::PermissionsExt;
+    let config = empty_config();
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("job.json");
+    let out = farm_with_config(
+        config.path(),
+        &[
+            "--farm",
+            "simulator",
+            "render",
+            "fixtures/requests/minimal.yaml",
+            "--out",
+            target.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::metadata(&target).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
+}
+
+#[test]
+fn rendered_file_names_cannot_escape_the_output_directory() {
+    // An external adapter that names its file `../escaped.txt`.
+    let program = r#"
+import json, sys
+caps = {k: False for k in ["stage_files","list_jobs","render_log","read_log","stop","start","dependencies","idempotent_submit"]}
+for line in sys.stdin:
+    c = json.loads(line)
+    if c["method"] == "hello":
+        r = {"protocol": 1, "adapter": "hostile", "capabilities": caps}
+    else:
+        r = {"files": [{"name": "job.txt", "contents": "ok"}, {"name": "../escaped.txt", "contents": "x", "executable": True}]}
+    print(json.dumps({"id": c["id"], "result": r}), flush=True)
+"#;
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        config.path(),
+        format!("farms:\n  hostile:\n    adapter: external\n    settings:\n      command: [python3, -c, {}]\n", serde_json::to_string(program).unwrap()),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("out");
+    let out = farm_with_config(
+        config.path(),
+        &[
+            "--farm",
+            "hostile",
+            "render",
+            "fixtures/requests/minimal.yaml",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(8), "{}", stderr(&out));
+    assert!(stderr(&out).contains("one plain name"), "{}", stderr(&out));
+    assert!(!dir.path().join("escaped.txt").exists());
+    assert!(
+        !out_dir.exists(),
+        "nothing is written when a name is refused"
     );
 }

@@ -224,7 +224,11 @@ class FarmBridgePlugin(FarmAPI.BaseFarmPlugin):
         return self._farm(["environment", str(renderContextName)])
 
     def submitJob(self, jobRequest):
-        request = to_request(jobRequest)
+        context = str(_get(jobRequest, ["renderContextName", "renderContext"], ""))
+        # The farm's render environment goes under the request's own variables, whether or
+        # not Katana already merged it (it is the same data).
+        extra = self.getRenderEnvironment(context) if context else {}
+        request = to_request(jobRequest, extra_environment=extra)
         if not request["commands"]:
             raise FarmAPI.FarmPluginException("the job request has no commands")
         doc = self._farm(["submit", "-"], stdin=json.dumps(request))

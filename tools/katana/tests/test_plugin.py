@@ -50,6 +50,7 @@ def wait_until(what, probe, timeout=60.0):
 def queue(tmp_path_factory):
     """A local queue server with two real agents, and a farms file naming it `studio`."""
     root = tmp_path_factory.mktemp("queue")
+    (root / "staging").mkdir()  # the shared staging root exists before the farm uses it
     port = free_port()
     config = root / "farms.yaml"
     config.write_text(
@@ -135,11 +136,11 @@ def test_staging_installation_and_environment(plugin, queue, tmp_path):
 
 def test_submit_watch_log_and_list(plugin, tmp_path):
     out = tmp_path / "frames.txt"
-    command = "/bin/sh -c 'echo rendering \"$SHOT\" frames $FARM_CHUNK_FIRST-$FARM_CHUNK_LAST >> %s'" % out
+    command = "/bin/sh -c 'echo rendering \"$SHOT\" frames $FARM_CHUNK_FIRST-$FARM_CHUNK_LAST licence $FOUNDRY_LICENSE >> %s'" % out
     job_id = plugin.submitJob(job_request(tmp_path, [command], frame_range=(1001, 1004)))
     assert plugin.getJobState(job_id) in FarmAPI.Job.State.kAllStates
     wait_until("Completed", lambda: plugin.getJobState(job_id) == "Completed")
-    assert out.read_text() == "rendering sh010 'hero' frames 1001-1004\n"
+    assert out.read_text() == "rendering sh010 'hero' frames 1001-1004 licence 4101@license\n"
     log = plugin.getRenderLogFilename(job_id)
     assert log and os.path.exists(log)
     jobs = plugin.getJobs([])
