@@ -38,7 +38,9 @@ pub use config::{CommonSettings, FarmSpec, FarmsConfig};
 pub use error::{ErrorKind, FarmError, Result};
 pub use frames::{Chunk, FrameSet, FrameSetError};
 pub use installation::InstallationMetadata;
-pub use job::{EpochMillis, Job, JobFilter, JobId, LogChunk, Progress, now_millis};
+pub use job::{
+    EpochMillis, Job, JobFilter, JobId, LogChunk, Progress, now_millis, utf8_complete_len,
+};
 pub use journal::{Journal, JournalEntry};
 pub use plan::{Step, Task};
 pub use plugin::{Capabilities, FarmPlugin, FarmPluginExt, RenderedFile, RenderedJob, WaitOptions};

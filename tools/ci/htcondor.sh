@@ -6,12 +6,14 @@
 # condor_submit, offline and without any daemon (the 25.x wheels cannot: jobs() is a stub
 # there). This script
 #   1. creates a Python venv and pip-installs the pinned wheel (cp311 manylinux_2_28),
-#   2. runs `cargo test -p farm-htcondor --test real_parser` with FARM_TEST_HTCONDOR_PYTHON
-#      pointing at that venv: every example request and thousands of generated adversarial
-#      ones are rendered, parsed by HTCondor, and their decoded Arguments/Environment must
-#      equal the intended argv/environment exactly, with no old-syntax Args/Env.
-# It exits non-zero on any failure, a failed install included. With the variable set the
-# tests fail rather than skip when the parser cannot run.
+#   2. runs `cargo test -p farm-htcondor --test real_parser -- --ignored` with
+#      FARM_TEST_HTCONDOR_PYTHON pointing at that venv: every example request and thousands
+#      of generated adversarial ones are rendered, parsed by HTCondor, and their decoded
+#      Arguments/Environment must equal the intended argv/environment exactly, with no
+#      old-syntax Args/Env.
+# It exits non-zero on any failure, a failed install included. The tests are #[ignore]d so a
+# plain `cargo test` reports them as not run; run (--ignored) without the variable, or with
+# a parser that cannot run, they fail rather than skip.
 #
 # Usage: tools/ci/htcondor.sh [VENV_DIR]
 #   VENV_DIR                  default: <cargo target dir>/htcondor-venv (reused if present)
@@ -46,5 +48,12 @@ fi
 CONDOR_CONFIG=/dev/null "$venv/bin/python" -W ignore -c \
   "import htcondor, sys; assert hasattr(htcondor.Submit, 'jobs'), 'no v1 Submit.jobs()'; print(htcondor.version())"
 
+# A run that selects no test (a filter or an #[ignore] change) must not pass silently.
+out="$(mktemp)"
+trap 'rm -f "$out"' EXIT
 FARM_TEST_HTCONDOR_PYTHON="$venv/bin/python" \
-  cargo test -p farm-htcondor --test real_parser -- --nocapture
+  cargo test -p farm-htcondor --test real_parser -- --ignored --nocapture 2>&1 | tee "$out"
+if ! grep -Eq '^test result: ok\. [1-9][0-9]* passed' "$out"; then
+  echo "htcondor.sh: no real-parser test ran" >&2
+  exit 1
+fi

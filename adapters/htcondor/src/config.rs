@@ -129,10 +129,20 @@ impl CondorSettings {
         Ok(settings)
     }
 
-    /// Parses settings from YAML (tests and tools).
+    /// Parses settings from YAML (tests and tools); an error names the setting.
     pub fn from_yaml(text: &str) -> Result<CondorSettings> {
-        let settings: CondorSettings = serde_yaml::from_str(text)
-            .map_err(|e| FarmError::config(format!("htcondor settings: {e}")))?;
+        let settings: CondorSettings = serde_path_to_error::deserialize(
+            serde_yaml::Deserializer::from_str(text),
+        )
+        .map_err(|e| {
+            let at = e.path().to_string();
+            let at = if at == "." {
+                String::new()
+            } else {
+                format!("{at}: ")
+            };
+            FarmError::config(format!("htcondor settings: {at}{}", e.inner()))
+        })?;
         settings
             .check()
             .map_err(|problem| FarmError::config(format!("htcondor settings: {problem}")))?;
@@ -201,7 +211,8 @@ impl CondorSettings {
     }
 }
 
-/// Durations as humantime strings (`60s`, `4h 30m`).
+/// Durations: read with the shared `farm_core::config::duration` (`60s`, `4h 30m`, or a
+/// number of seconds; zero refused), written as humantime text.
 mod human_duration {
     use super::*;
 
@@ -210,9 +221,7 @@ mod human_duration {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(&text)
-            .map_err(|e| serde::de::Error::custom(format!("{text:?}: {e}")))
+        farm_core::config::duration(d)
     }
 }
 
@@ -233,12 +242,13 @@ mod human_duration_opt {
     pub fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
     ) -> std::result::Result<Option<Duration>, D::Error> {
-        match Option::<String>::deserialize(d)? {
-            None => Ok(None),
-            Some(text) if text.eq_ignore_ascii_case("none") => Ok(None),
-            Some(text) => humantime::parse_duration(&text)
+        // Buffered, so `none` can be told apart before the shared reader sees the value.
+        match serde_yaml::Value::deserialize(d)? {
+            serde_yaml::Value::Null => Ok(None),
+            serde_yaml::Value::String(text) if text.trim().eq_ignore_ascii_case("none") => Ok(None),
+            value => farm_core::config::duration(value)
                 .map(Some)
-                .map_err(|e| serde::de::Error::custom(format!("{text:?}: {e}"))),
+                .map_err(serde::de::Error::custom),
         }
     }
 }
@@ -290,12 +300,74 @@ mod tests {
     }
 
     #[test]
+    fn durations_are_text_or_seconds_and_serialize_as_text() {
+        for (yaml, command, hold) in [
+            ("command_timeout: 90", 90.0, Some(14400.0)),
+            ("command_timeout: 1.5\nhold_timeout: 600", 1.5, Some(600.0)),
+            (
+                "command_timeout: 1m 30s\nhold_timeout: 2h",
+                90.0,
+                Some(7200.0),
+            ),
+            ("hold_timeout: none", 60.0, None),
+            ("hold_timeout: None", 60.0, None),
+            ("hold_timeout: null", 60.0, None),
+            ("hold_timeout: ~", 60.0, None),
+        ] {
+            let s = CondorSettings::from_yaml(yaml).unwrap();
+            assert_eq!(
+                (s.command_timeout, s.hold_timeout),
+                (
+                    Duration::from_secs_f64(command),
+                    hold.map(Duration::from_secs_f64)
+                ),
+                "{yaml}"
+            );
+            let text = serde_yaml::to_string(&s).unwrap();
+            assert!(!text.contains("command_timeout: 1.5"), "{text}");
+            assert_eq!(CondorSettings::from_yaml(&text).unwrap(), s, "{text}");
+        }
+    }
+
+    #[test]
+    fn bad_durations_name_their_setting_in_farms_files() {
+        for (settings, needle, value) in [
+            (
+                "{command_timeout: soon}",
+                "settings.command_timeout",
+                "soon",
+            ),
+            ("{command_timeout: 0}", "settings.command_timeout", "0"),
+            ("{hold_timeout: 0s}", "settings.hold_timeout", "0s"),
+            ("{hold_timeout: -5}", "settings.hold_timeout", "-5"),
+            (
+                "{hold_timeout: forever}",
+                "settings.hold_timeout",
+                "forever",
+            ),
+        ] {
+            let spec = FarmSpec {
+                settings: serde_yaml::from_str(settings).unwrap(),
+                ..FarmSpec::new("htcondor")
+            };
+            let err = CondorSettings::from_spec("pool", &spec)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("farm pool: {needle}")) && err.contains(value),
+                "{settings}: {err}"
+            );
+        }
+    }
+
+    #[test]
     fn bad_settings_name_their_field() {
         for (yaml, needle) in [
             ("log_directory: relative/dir", "log_directory"),
             ("log_directory: '/a/$$(x)'", "log_directory"),
             ("command_timeout: 0s", "command_timeout"),
-            ("command_timeout: soon", "soon"),
+            ("command_timeout: soon", "command_timeout: \"soon\""),
+            ("hold_timeout: later", "hold_timeout: \"later\""),
             ("universe: 'vanilla; rm'", "universe"),
             ("schedd: '-pool'", "schedd"),
             ("ssh: {destination: '-oProxyCommand=x'}", "ssh.destination"),

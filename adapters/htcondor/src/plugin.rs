@@ -653,10 +653,17 @@ impl FarmPlugin for CondorFarm {
     }
 }
 
-/// Reads a log from `offset`. Bytes of a UTF-8 character cut by a concurrent write are left
-/// for the next read, so a tail never shows a broken character.
+/// Most bytes one `read_log` call returns; the caller continues from `next_offset`.
+pub const LOG_CHUNK_BYTES: u64 = 1024 * 1024;
+
+/// Reads at most [`LOG_CHUNK_BYTES`] of a log from `offset`. While the job runs, the bytes
+/// of a UTF-8 character cut by a concurrent write (or by the size cap) are left for the next
+/// read, so a tail never shows a broken character. Once the job is terminal and the read
+/// reaches the end, nothing more will come: dangling bytes (a renderer killed mid-write,
+/// binary output) are returned lossily and the log is `complete`, so a follower stops.
 async fn read_from(path: &str, offset: u64, terminal: bool) -> Result<LogChunk> {
     use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let failed = |e| FarmError::io(format!("cannot read render log {path}"), e);
     let mut file = match tokio::fs::File::open(path).await {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -666,32 +673,116 @@ async fn read_from(path: &str, offset: u64, terminal: bool) -> Result<LogChunk> 
                 complete: terminal,
             });
         }
-        Err(e) => return Err(FarmError::io(format!("cannot read render log {path}"), e)),
+        Err(e) => return Err(failed(e)),
     };
-    file.seek(std::io::SeekFrom::Start(offset))
-        .await
-        .map_err(|e| FarmError::io(format!("cannot read render log {path}"), e))?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)
-        .await
-        .map_err(|e| FarmError::io(format!("cannot read render log {path}"), e))?;
-    let mut keep = bytes.len();
-    if let Err(e) = std::str::from_utf8(&bytes)
-        && e.error_len().is_none()
-    {
-        keep = e.valid_up_to();
+    let size = file.metadata().await.map_err(failed)?.len();
+    let want = size.saturating_sub(offset).min(LOG_CHUNK_BYTES);
+    let mut bytes = Vec::with_capacity(want as usize);
+    if want > 0 {
+        file.seek(std::io::SeekFrom::Start(offset))
+            .await
+            .map_err(failed)?;
+        file.take(want)
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(failed)?;
     }
-    let complete = terminal && keep == bytes.len();
+    let reached_end = offset + bytes.len() as u64 >= size;
+    let keep = if terminal && reached_end {
+        bytes.len()
+    } else {
+        farm_core::utf8_complete_len(&bytes)
+    };
+    let next_offset = offset + keep as u64;
     Ok(LogChunk {
         data: String::from_utf8_lossy(&bytes[..keep]).into_owned(),
-        next_offset: offset + keep as u64,
-        complete,
+        next_offset,
+        complete: terminal && next_offset >= size,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_finished_log_ending_inside_a_character_is_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("render.1.log");
+        // A renderer killed in the middle of writing "€" (e2 82 ac).
+        std::fs::write(&path, b"frame 1 \xff ok \xe2\x82").unwrap();
+        let p = path.display().to_string();
+        let running = read_from(&p, 0, false).await.unwrap();
+        assert_eq!(
+            (running.data.as_str(), running.next_offset, running.complete),
+            ("frame 1 \u{fffd} ok ", 13, false)
+        );
+        let done = read_from(&p, running.next_offset, true).await.unwrap();
+        assert_eq!(
+            (done.data.as_str(), done.next_offset, done.complete),
+            ("\u{fffd}", 15, true)
+        );
+        let whole = read_from(&p, 0, true).await.unwrap();
+        assert_eq!(
+            (whole.data.as_str(), whole.next_offset, whole.complete),
+            ("frame 1 \u{fffd} ok \u{fffd}", 15, true)
+        );
+    }
+
+    #[tokio::test]
+    async fn one_read_returns_at_most_a_chunk_and_following_it_gets_every_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("render.2.log");
+        // "é" (2 bytes) straddles the chunk boundary; the log is two and a half chunks.
+        let chunk = LOG_CHUNK_BYTES as usize;
+        let mut text = "a".repeat(chunk - 1);
+        text.push('é');
+        while text.len() < chunk * 5 / 2 {
+            text.push_str("frame ✓ done\n");
+        }
+        std::fs::write(&path, &text).unwrap();
+        let p = path.display().to_string();
+        let first = read_from(&p, 0, true).await.unwrap();
+        assert_eq!((first.data.len(), first.complete), (chunk - 1, false));
+        let (mut got, mut offset, mut reads) = (first.data, first.next_offset, 1);
+        loop {
+            let next = read_from(&p, offset, true).await.unwrap();
+            assert!(
+                next.data.len() <= chunk,
+                "{} bytes in one read",
+                next.data.len()
+            );
+            got.push_str(&next.data);
+            offset = next.next_offset;
+            reads += 1;
+            if next.complete {
+                break;
+            }
+            assert!(reads < 10, "the log never completed");
+        }
+        assert_eq!(reads, 3);
+        assert_eq!(got, text);
+        assert_eq!(offset, text.len() as u64);
+    }
+
+    #[test]
+    fn only_a_sequence_cut_at_the_end_is_held_back() {
+        for (bytes, keep) in [
+            (&b"abc"[..], 3),
+            (b"", 0),
+            (b"ab\xc3", 2),
+            (b"ab\xe2\x82", 2),
+            (b"ab\xf0\x9f\x8e", 2),
+            (b"ab\xf0\x9f\x8e\xac", 6),
+            (b"\xff\xe2\x82", 1),
+            // Not the start of any character: shown lossily, never held back.
+            (b"ab\xff", 3),
+            (b"ab\xe0\x80", 4),
+            (b"ab\x82", 3),
+        ] {
+            assert_eq!(farm_core::utf8_complete_len(bytes), keep, "{bytes:x?}");
+        }
+    }
 
     #[tokio::test]
     async fn log_reads_never_split_a_character() {

@@ -98,26 +98,37 @@ fn the_examples_cover_both_modes() {
     );
 }
 
+/// Each invalid example and the field its error must name (as `farm-core` validates them).
+const INVALID: [(&str, &str); 8] = [
+    ("empty-argv.yaml", "commands[0]"),
+    ("reversed-frames.yaml", "frames"),
+    ("bad-env-name.yaml", "environment.BAD NAME"),
+    ("zero-cpus.yaml", "resources.cpus"),
+    ("unknown-field.yaml", "colour"),
+    ("newline-in-name.yaml", "name"),
+    ("shell-string-command.yaml", "commands[0]"),
+    ("frame-without-frames.yaml", "commands[0][1]"),
+];
+
 #[test]
 fn every_invalid_example_is_refused_naming_its_field() {
-    let paths = requests(&fixtures().join("requests/invalid"));
-    assert!(!paths.is_empty());
-    for path in paths {
-        let text = std::fs::read_to_string(&path).unwrap();
-        let parsed = if path.extension().is_some_and(|e| e == "json") {
-            JobRequest::from_json_str(&text)
-        } else {
-            JobRequest::from_yaml_str(&text)
-        };
-        let err = match parsed {
+    let dir = fixtures().join("requests/invalid");
+    assert_eq!(
+        requests(&dir).len(),
+        INVALID.len(),
+        "every invalid example has an expected field here"
+    );
+    for (file, expected) in INVALID {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        let err = match JobRequest::from_yaml_str(&text) {
             Err(e) => e,
             Ok(request) => render::render(&request, &CondorSettings::default()).unwrap_err(),
         };
         match &err {
-            FarmError::InvalidRequest { field, .. } => {
-                assert!(!field.is_empty(), "{}", path.display())
+            FarmError::InvalidRequest { field, problem } => {
+                assert_eq!(field, expected, "{file}: {problem}")
             }
-            other => panic!("{}: expected InvalidRequest, got {other:?}", path.display()),
+            other => panic!("{file}: expected InvalidRequest for {expected}, got {other:?}"),
         }
     }
 }

@@ -73,6 +73,33 @@ async fn raw(sim: &support::CondorSim, argv: &[&str]) -> farm_core::CommandOutpu
     sim.run(&argv, None).await.unwrap()
 }
 
+/// A render killed in the middle of writing a character: following the log of the
+/// finished job ends (`farm log --follow` stops), showing the dangling bytes lossily.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn following_a_finished_log_that_ends_inside_a_character_ends() {
+    let f = SimFarm::new(|_, _| {});
+    let id = f
+        .farm
+        .submit(&request(
+            "cut short",
+            vec![sh("printf 'frame 1 \\342\\202'; exit 3", &[])],
+        ))
+        .await
+        .unwrap();
+    until_state(f.farm.as_ref(), &id, JobState::Failed).await;
+    let (mut text, mut offset) = (String::new(), 0);
+    for _ in 0..5 {
+        let chunk = f.farm.read_log(&id, offset).await.unwrap();
+        text.push_str(&chunk.data);
+        offset = chunk.next_offset;
+        if chunk.complete {
+            assert_eq!((text.as_str(), offset), ("frame 1 \u{fffd}", 10));
+            return;
+        }
+    }
+    panic!("the log never completed; read {text:?} up to {offset}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finished_jobs_leave_the_queue_and_stay_known_through_the_history() {
     let f = SimFarm::new(|_, _| {});
@@ -422,11 +449,12 @@ async fn the_registry_builds_the_farm_from_a_farms_file() {
             .contents
             .contains("log = /mnt/logs/00000000-0000-4000-8000-000000000001/condor.log\n")
     );
-    // The missing tools are reported as an unreachable scheduler, without a panic.
+    // Tools missing where bin_dir points are a configuration error naming the setting, not
+    // a passing fault to retry.
     let err = farm.job(&JobId::new("12")).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
     assert!(
-        err.to_string().contains("/opt/condor/bin/condor_q"),
+        err.to_string().contains("/opt/condor/bin/condor_q") && err.to_string().contains("bin_dir"),
         "{err}"
     );
     let bad = farm_core::FarmsConfig::from_yaml_str(

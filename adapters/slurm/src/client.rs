@@ -12,7 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::parse::{self, SACCT_FORMAT};
 
-/// A transport failure, before it becomes a `FarmError`.
+/// A failure Slurm reported, before it becomes a `FarmError`.
 #[derive(Debug)]
 pub enum Failure<'a> {
     /// A command ran and exited non-zero (or was killed).
@@ -29,10 +29,33 @@ pub enum Failure<'a> {
         /// The body, verbatim.
         body: &'a str,
     },
+    /// A job listing (`squeue --json`, slurmrestd's `GET jobs` or `GET job/{id}`) that
+    /// listed `errors[]` and no job. Slurm 22.05's `squeue --json` reports a slurmctld it
+    /// cannot reach this way, exiting 0.
+    Listing {
+        /// What listed, e.g. `squeue --json`.
+        source: &'a str,
+        /// Its `errors[]`.
+        errors: &'a [parse::ApiError],
+    },
+}
+
+fn join_errors(errors: &[parse::ApiError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Maps a failure of Slurm onto the error a caller can act on, keeping Slurm's message.
 /// `id` is the job the call was about, for `JobNotFound`.
+///
+/// slurmctld being down or restarting is `Unavailable`, so callers that poll (`farm submit
+/// --wait`) keep polling: squeue's and slurmrestd's "Unable to contact slurm controller",
+/// and the `Unspecified error (error -1)` of `slurm_load_job(s)` that 22.05 reports in
+/// `errors[]` instead (its description then even says "Unable to find JobId=N", which is
+/// why only "Invalid job id" means a job is unknown).
 pub fn to_farm_error(failure: Failure<'_>, id: Option<&JobId>) -> FarmError {
     let (message, status) = match &failure {
         Failure::Command { program, output } => {
@@ -49,11 +72,7 @@ pub fn to_farm_error(failure: Failure<'_>, id: Option<&JobId>) -> FarmError {
         }
         Failure::Http { status, body } => {
             let detail = match parse::parse_errors(body) {
-                Ok(errors) if !errors.is_empty() => errors
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; "),
+                Ok(errors) if !errors.is_empty() => join_errors(&errors),
                 _ => body.trim().chars().take(500).collect(),
             };
             (
@@ -61,10 +80,26 @@ pub fn to_farm_error(failure: Failure<'_>, id: Option<&JobId>) -> FarmError {
                 Some(*status),
             )
         }
+        Failure::Listing { source, errors } => (
+            format!("{source} listed no jobs: {}", join_errors(errors)),
+            None,
+        ),
     };
     let lower = message.to_ascii_lowercase();
     let has = |needles: &[&str]| needles.iter().any(|n| lower.contains(n));
-    if has(&["invalid job id", "unable to find jobid"])
+    let controller_down = has(&[
+        "unable to contact slurm controller",
+        "socket timed out",
+        "connection refused",
+        "zero bytes were transmitted",
+        "temporarily unable",
+        "communication connection failure",
+        "slurmctld is not responding",
+    ]) || (has(&["slurm_load_job"]) && has(&["(error -1)"]));
+    if controller_down {
+        return FarmError::unavailable(message);
+    }
+    if has(&["invalid job id"])
         && let Some(id) = id
     {
         return FarmError::job_not_found(id.clone());
@@ -94,25 +129,23 @@ pub fn to_farm_error(failure: Failure<'_>, id: Option<&JobId>) -> FarmError {
             "{message} (this slurmrestd does not serve that API: check settings.api_version and the -s plugins slurmrestd runs)"
         ));
     }
-    if matches!(status, Some(502..=504))
-        || has(&[
-            "unable to contact slurm controller",
-            "socket timed out",
-            "connection refused",
-            "zero bytes were transmitted",
-            "temporarily unable",
-            "communication connection failure",
-            "slurmctld is not responding",
-        ])
-    {
+    if matches!(status, Some(502..=504)) {
         return FarmError::unavailable(message);
     }
-    if let Failure::Command { output, .. } = &failure
-        && output.status.is_none()
-    {
-        return FarmError::unavailable(message);
+    match &failure {
+        // Killed: by our deadline or the runner's, so it may well work next time.
+        Failure::Command { output, .. } if output.status.is_none() => {
+            FarmError::unavailable(message)
+        }
+        // The shell (local, or the login node's over ssh) found no such program.
+        Failure::Command { output, .. } if output.status == Some(127) => FarmError::config(
+            format!("{message} (are Slurm's tools installed there? see settings.bin_dir)"),
+        ),
+        // A listing that failed without a recognised cause: slurmctld could not be read,
+        // which an empty cluster never reports.
+        Failure::Listing { .. } => FarmError::unavailable(message),
+        _ => FarmError::scheduler(message),
     }
-    FarmError::scheduler(message)
 }
 
 /// When a requeued job may start again (see [`CliClient::requeue`]).
@@ -349,6 +382,10 @@ impl RestClient {
         token: &SecretString,
         timeout: Duration,
     ) -> Result<RestClient> {
+        // Settings are checked when they load; this keeps a URL with credentials out of
+        // `Debug` output and messages for clients built some other way too.
+        crate::config::check_url(url)
+            .map_err(|problem| FarmError::config(format!("slurmrestd url: {problem}")))?;
         let mut headers = HeaderMap::new();
         let user = HeaderValue::from_str(user).map_err(|_| {
             FarmError::config(format!("user name {user:?} cannot be sent in a header"))
@@ -630,6 +667,125 @@ mod tests {
             None,
         );
         assert!(err.to_string().contains("environment must be set"), "{err}");
+    }
+
+    #[test]
+    fn slurmctld_down_is_unavailable_whatever_says_it() {
+        let id = JobId::new("5");
+        // Recorded from Slurm 22.05 with slurmctld stopped.
+        for (program, status, file) in [
+            ("squeue", 1, "cli/squeue-slurmctld-down.stderr"),
+            ("sbatch", 1, "cli/sbatch-slurmctld-down.stderr"),
+            ("scancel", 8, "cli/scancel-slurmctld-down.stderr"),
+        ] {
+            let out = cmd(Some(status), &fixture(file));
+            let err = to_farm_error(
+                Failure::Command {
+                    program,
+                    output: &out,
+                },
+                Some(&id),
+            );
+            assert_eq!(err.kind(), ErrorKind::Unavailable, "{file}: {err}");
+            assert!(
+                err.to_string()
+                    .contains("Unable to contact slurm controller")
+            );
+        }
+        for file in [
+            "rest/get-jobs-slurmctld-down.response.json",
+            // Its description says "Unable to find JobId=5": it is not an unknown job.
+            "rest/get-job-slurmctld-down.response.json",
+            "rest/submit-slurmctld-down.response.json",
+            "rest/delete-job-slurmctld-down.response.json",
+        ] {
+            let body = fixture(file);
+            let err = to_farm_error(
+                Failure::Http {
+                    status: 500,
+                    body: &body,
+                },
+                Some(&id),
+            );
+            assert_eq!(err.kind(), ErrorKind::Unavailable, "{file}: {err}");
+        }
+        // `squeue --json` exits 0 and lists the failure in errors[].
+        let reply = parse::parse_jobs(&fixture("cli/squeue-slurmctld-down.json")).unwrap();
+        assert!(reply.records.is_empty() && !reply.errors.is_empty());
+        let err = to_farm_error(
+            Failure::Listing {
+                source: "squeue --json",
+                errors: &reply.errors,
+            },
+            None,
+        );
+        assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+        assert!(
+            err.to_string().ends_with(
+                "squeue --json listed no jobs: Unspecified error: \
+                 Failed while looking for jobs: in slurm_load_jobs (error -1)"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn listings_with_errors_and_no_jobs_keep_what_the_errors_say() {
+        let api = |error: &str, number: i64| parse::ApiError {
+            error: error.into(),
+            error_number: number,
+            ..parse::ApiError::default()
+        };
+        let id = JobId::new("7");
+        for (errors, kind) in [
+            // Constructed: other wordings of a controller that cannot be reached.
+            (
+                vec![api(
+                    "Unable to contact slurm controller (connect failure)",
+                    1800,
+                )],
+                ErrorKind::Unavailable,
+            ),
+            (
+                vec![api("Something slurmctld has never said", 9999)],
+                ErrorKind::Unavailable,
+            ),
+            (
+                vec![api("Access/permission denied", 2010)],
+                ErrorKind::PermissionDenied,
+            ),
+            (
+                vec![api("Invalid job id specified", 2017)],
+                ErrorKind::JobNotFound,
+            ),
+        ] {
+            let err = to_farm_error(
+                Failure::Listing {
+                    source: "slurmrestd GET job",
+                    errors: &errors,
+                },
+                Some(&id),
+            );
+            assert_eq!(err.kind(), kind, "{errors:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_program_the_shell_cannot_find_is_a_configuration_error() {
+        // Over ssh the login node's shell says so with status 127.
+        let out = cmd(Some(127), "bash: line 1: sbatch: command not found\n");
+        let err = to_farm_error(
+            Failure::Command {
+                program: "sbatch",
+                output: &out,
+            },
+            None,
+        );
+        assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+        assert!(
+            err.to_string().contains("command not found") && err.to_string().contains("bin_dir"),
+            "{err}"
+        );
     }
 
     #[test]

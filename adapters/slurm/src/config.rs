@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use farm_core::{FarmError, Result};
 use secrecy::SecretString;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 /// How the adapter talks to Slurm.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -70,8 +70,12 @@ pub struct SlurmSettings {
     /// and the render nodes; default: the request's working directory, else `/tmp`.
     #[serde(default)]
     pub log_directory: Option<String>,
-    /// Longest a scheduler command or HTTP call may take (default 30s).
-    #[serde(default = "default_timeout", deserialize_with = "duration")]
+    /// Longest a scheduler command or HTTP call may take (default 30s): `45s`, `1m 30s`, or
+    /// a number of seconds.
+    #[serde(
+        default = "default_timeout",
+        deserialize_with = "farm_core::config::duration"
+    )]
     pub command_timeout: Duration,
     /// Slurm's nice value is `nice_offset - priority` (default 0). Unprivileged users cannot
     /// set negative nice values; sites that want positive priorities for them set an offset
@@ -98,7 +102,8 @@ pub struct SlurmSettings {
     /// CLI: the `jobcomp/filetxt` log (`JobCompLoc`), the last place to find a finished job.
     #[serde(default)]
     pub jobcomp_file: Option<String>,
-    /// REST: slurmrestd's address.
+    /// REST: slurmrestd's address, `http(s)://host[:port]`. User info in it is refused:
+    /// slurmrestd authenticates with `user_name` and `token`.
     #[serde(default = "default_url")]
     pub url: String,
     /// REST: the OpenAPI plugin version in paths (`v0.0.38`).
@@ -108,7 +113,8 @@ pub struct SlurmSettings {
     #[serde(default)]
     pub user_name: Option<String>,
     /// REST: the JWT (`X-SLURM-USER-TOKEN`); default the `SLURM_JWT` environment variable.
-    #[serde(default)]
+    /// Any scalar is taken as text, and its value never appears in an error.
+    #[serde(default, deserialize_with = "farm_core::secret::optional_token")]
     pub token: Option<SecretString>,
     /// REST: the environment jobs start with (slurmrestd requires one); the request's
     /// variables are exported by the script itself. Default: a standard `PATH`.
@@ -135,19 +141,48 @@ fn default_environment() -> BTreeMap<String, String> {
     BTreeMap::from([("PATH".to_owned(), DEFAULT_PATH.to_owned())])
 }
 
-fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Duration, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Seconds(u64),
-        Text(String),
+/// `url` as messages may show it: user info and anything after `?` or `#` replaced by
+/// `***`. Works on the text, so a URL that does not even parse is shown safely too.
+pub(crate) fn redacted_url(url: &str) -> String {
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => url.split_at(i + 3),
+        None => ("", url),
+    };
+    let (rest, tail) = match rest.find(['?', '#']) {
+        Some(i) => (&rest[..i], &rest[i..i + 1]),
+        None => (rest, ""),
+    };
+    let rest = match rest.rfind('@') {
+        Some(at) => format!("***@{}", &rest[at + 1..]),
+        None => rest.to_owned(),
+    };
+    let tail = if tail.is_empty() {
+        String::new()
+    } else {
+        format!("{tail}***")
+    };
+    format!("{scheme}{rest}{tail}")
+}
+
+/// What is wrong with a slurmrestd address, never quoting its credentials.
+pub(crate) fn check_url(url: &str) -> std::result::Result<(), String> {
+    let shown = redacted_url(url);
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("{shown:?} is not a URL ({e})"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(format!("{shown:?} is not an http(s) URL"));
     }
-    match Raw::deserialize(deserializer)? {
-        Raw::Seconds(s) => Ok(Duration::from_secs(s)),
-        Raw::Text(t) => humantime::parse_duration(&t).map_err(|e| {
-            serde::de::Error::custom(format!("{t:?} is not a duration such as 30s: {e}"))
-        }),
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(format!(
+            "{shown:?} has a user name or password in it: slurmrestd takes settings.user_name \
+             and settings.token (or SLURM_JWT) instead, and a URL is shown in messages"
+        ));
     }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(format!(
+            "{shown:?} has a query or fragment: give slurmrestd's address only"
+        ));
+    }
+    Ok(())
 }
 
 impl Default for SlurmSettings {
@@ -202,9 +237,7 @@ impl SlurmSettings {
                 format!("{:?} is not a version such as v0.0.38", self.api_version),
             ));
         }
-        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
-            return Err(bad("url", format!("{:?} is not an http(s) URL", self.url)));
-        }
+        check_url(&self.url).map_err(|problem| bad("url", problem))?;
         for name in self.environment.keys() {
             farm_core::request::check_env_name(name)
                 .map_err(|e| bad(&format!("environment.{name}"), e))?;
@@ -262,6 +295,114 @@ mod tests {
             !debug.contains("secret-part") && !debug.contains("eyJ"),
             "{debug}"
         );
+    }
+
+    fn spec(settings: &str) -> farm_core::FarmSpec {
+        farm_core::FarmSpec {
+            settings: serde_yaml::from_str(settings).unwrap(),
+            ..farm_core::FarmSpec::new("slurm")
+        }
+    }
+
+    fn load(settings: &str) -> Result<SlurmSettings> {
+        let s: SlurmSettings = spec(settings).settings_as("hpc")?;
+        s.validate("hpc")?;
+        Ok(s)
+    }
+
+    #[test]
+    fn tokens_are_text_whatever_yaml_makes_of_them_and_never_shown() {
+        let s = load("token: 424242").unwrap();
+        assert_eq!(s.token.unwrap().expose_secret(), "424242");
+        let s = load("token: 'abc.def '").unwrap();
+        assert_eq!(s.token.unwrap().expose_secret(), "abc.def");
+        let err = load("token: [hunter2]").unwrap_err().to_string();
+        assert!(
+            err.contains("settings.token") && !err.contains("hunter2"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn durations_take_units_or_seconds_and_bad_ones_name_the_setting() {
+        for (yaml, secs) in [
+            ("command_timeout: 45", 45.0),
+            ("command_timeout: 1.5", 1.5),
+            ("command_timeout: 1m 30s", 90.0),
+            ("command_timeout: 500ms", 0.5),
+        ] {
+            assert_eq!(
+                load(yaml).unwrap().command_timeout,
+                Duration::from_secs_f64(secs),
+                "{yaml}"
+            );
+        }
+        for (yaml, value) in [
+            ("command_timeout: soon", "soon"),
+            ("command_timeout: 0", "0"),
+            ("command_timeout: 0s", "0s"),
+            ("command_timeout: -3", "-3"),
+        ] {
+            let err = load(yaml).unwrap_err().to_string();
+            assert!(
+                err.contains("farm hpc: settings.command_timeout") && err.contains(value),
+                "{yaml}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_url_with_credentials_is_refused_without_showing_them() {
+        for url in [
+            "http://admin:hunter2@slurm.example.org:6820",
+            "http://hunter2@slurm.example.org",
+            "https://admin:hunter2@slurm.example.org/",
+            "ftp://admin:hunter2@slurm.example.org",
+            "http://admin:hunter2@slurm.example.org:port",
+            "admin:hunter2@slurm.example.org:6820",
+            "http://slurm.example.org/?token=hunter2",
+            "http://slurm.example.org/#hunter2",
+        ] {
+            let err = load(&format!("url: '{url}'")).unwrap_err().to_string();
+            assert!(
+                err.contains("settings.url") && !err.contains("hunter2"),
+                "{url}: {err}"
+            );
+        }
+        let err = load("url: 'http://admin:hunter2@slurm.example.org:6820'")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("http://***@slurm.example.org:6820"), "{err}");
+        assert!(err.contains("user_name") && err.contains("token"), "{err}");
+        for url in ["http://127.0.0.1:6820", "https://slurm.example.org/proxy/"] {
+            load(&format!("url: '{url}'")).unwrap();
+        }
+        // Clients built without settings refuse them too.
+        let token = SecretString::from("t".to_owned());
+        let err = crate::client::RestClient::new(
+            "http://admin:hunter2@127.0.0.1:6820",
+            "v0.0.38",
+            "root",
+            &token,
+            Duration::from_secs(1),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn urls_are_shown_without_user_info_or_query() {
+        for (url, shown) in [
+            ("http://u:p@h:1/x", "http://***@h:1/x"),
+            ("http://h:1/x", "http://h:1/x"),
+            ("u:p@h", "***@h"),
+            ("http://h/?token=x", "http://h/?***"),
+            ("http://h/#x@y", "http://h/#***"),
+            ("http://a@b@h", "http://***@h"),
+        ] {
+            assert_eq!(redacted_url(url), shown, "{url}");
+        }
     }
 
     #[test]

@@ -16,6 +16,10 @@
 //!   `farm_core::script`), sbatch's directive parser reads `#SBATCH` values (double-quoted
 //!   with `\` escapes, verified against the real sbatch), slurmd expands output paths
 //!   (`%` doubled, backslashes refused). See [`render`].
+//! - **A slurmctld restart is not a job's end.** Slurm 22.05 reports a slurmctld it cannot
+//!   reach as `errors[]` in a listing (`squeue --json` exits 0) or, from slurmrestd, as
+//!   "Unable to find JobId"; [`client::to_farm_error`] makes both `Unavailable`, so a poller
+//!   keeps polling instead of reporting a running job lost or unknown.
 //! - **Render is what submit sends**, for both transports: the sbatch script goes to
 //!   `sbatch --parsable` on stdin; for slurmrestd the render is the `job/submit` body.
 //! - **Every command goes through a `CommandRunner`**, so the CLI works over ssh and tests

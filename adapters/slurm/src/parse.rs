@@ -1017,11 +1017,13 @@ pub fn parse_log_read(stdout: &str) -> Result<Option<(u64, Vec<u8>)>> {
 
 /// The longest prefix of `bytes` that does not end inside a UTF-8 sequence (so a tail cut
 /// mid-character is finished by the next read), as text and its length in bytes.
+/// With `at_end` (a finished job's last bytes), dangling bytes are returned lossily so a
+/// follower stops. Invalid bytes earlier in `bytes` are shown lossily either way.
 pub fn utf8_prefix(bytes: &[u8], at_end: bool) -> (String, usize) {
-    let cut = match std::str::from_utf8(bytes) {
-        Ok(_) => bytes.len(),
-        Err(e) if e.error_len().is_none() && !at_end => e.valid_up_to(),
-        Err(_) => bytes.len(),
+    let cut = if at_end {
+        bytes.len()
+    } else {
+        farm_core::utf8_complete_len(bytes)
     };
     (String::from_utf8_lossy(&bytes[..cut]).into_owned(), cut)
 }
@@ -1344,5 +1346,13 @@ mod tests {
         let bytes = "é".as_bytes();
         assert_eq!(utf8_prefix(&bytes[..1], false), (String::new(), 0));
         assert_eq!(utf8_prefix(bytes, false), ("é".to_owned(), 2));
+        assert_eq!(utf8_prefix(&bytes[..1], true), ("\u{fffd}".to_owned(), 1));
+        // A character cut at the end after invalid bytes (binary output) is still held
+        // back until the rest arrives, not turned into U+FFFD.
+        assert_eq!(
+            utf8_prefix(b"\xff ok \xe2\x82", false),
+            ("\u{fffd} ok ".to_owned(), 5)
+        );
+        assert_eq!(utf8_prefix(b"ok \xe0\x80", false).1, 5);
     }
 }

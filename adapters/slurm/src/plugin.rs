@@ -147,19 +147,11 @@ impl SlurmFarm {
 
     /// Every task record slurmctld holds: one `squeue --json` or `GET jobs`.
     async fn snapshot(&self) -> Result<Vec<TaskRecord>> {
-        let text = match &self.client {
-            Client::Cli(cli) => cli.squeue().await?,
-            Client::Rest(rest) => usable(rest)?.jobs().await?,
+        let (text, source) = match &self.client {
+            Client::Cli(cli) => (cli.squeue().await?, "squeue --json"),
+            Client::Rest(rest) => (usable(rest)?.jobs().await?, "slurmrestd GET jobs"),
         };
-        let reply = parse::parse_jobs(&text)?;
-        if !reply.errors.is_empty() && reply.records.is_empty() {
-            let detail: Vec<String> = reply.errors.iter().map(ToString::to_string).collect();
-            return Err(FarmError::scheduler(format!(
-                "Slurm listed no jobs: {}",
-                detail.join("; ")
-            )));
-        }
-        Ok(reply.records)
+        listed(&text, source, None)
     }
 
     /// The records of one job that slurmctld still holds (empty if none).
@@ -171,12 +163,12 @@ impl SlurmFarm {
                 .into_iter()
                 .filter(|r| r.is_of(n))
                 .collect()),
-            Client::Rest(rest) => match usable(rest)?.job(id).await {
-                Ok(text) => Ok(parse::parse_jobs(&text)?
-                    .records
-                    .into_iter()
-                    .filter(|r| r.is_of(n))
-                    .collect()),
+            Client::Rest(rest) => match usable(rest)?
+                .job(id)
+                .await
+                .and_then(|text| listed(&text, "slurmrestd GET job", Some(id)))
+            {
+                Ok(records) => Ok(records.into_iter().filter(|r| r.is_of(n)).collect()),
                 Err(FarmError::JobNotFound { .. }) => Ok(Vec::new()),
                 Err(e) => Err(e),
             },
@@ -421,6 +413,29 @@ impl SlurmFarm {
             .record(self.journal_entry(new, &request, attempt));
         Ok(JobId::new(new.to_string()))
     }
+}
+
+/// The records of a job listing. `errors[]` with no job means the listing failed (an
+/// empty cluster lists no errors), mapped by `client::to_farm_error` like every failure
+/// Slurm reports; errors beside records are remarks.
+fn listed(text: &str, source: &str, id: Option<&JobId>) -> Result<Vec<TaskRecord>> {
+    let reply = parse::parse_jobs(text)?;
+    if reply.errors.is_empty() {
+        return Ok(reply.records);
+    }
+    if reply.records.is_empty() {
+        return Err(client::to_farm_error(
+            client::Failure::Listing {
+                source,
+                errors: &reply.errors,
+            },
+            id,
+        ));
+    }
+    for e in &reply.errors {
+        tracing::debug!(source, remark = %e, "Slurm listed jobs with a remark");
+    }
+    Ok(reply.records)
 }
 
 /// Which task indices records cover.

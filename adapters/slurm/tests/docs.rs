@@ -53,7 +53,12 @@ fn section() -> String {
          `CANCEL` a preempted job therefore stays Waiting until slurmctld forgets it. A job only\n\
          sacct or jobcomp still knows has ended: if they last recorded a state that is not\n\
          terminal, it is Failed with `ended as PREEMPTED (preempted): Slurm no longer holds the\n\
-         job`.\n\n",
+         job`.\n\n\
+         slurmctld being down or restarting is no state at all: while `squeue --json` lists\n\
+         `errors[]` and no job (22.05 exits 0 with `slurm_load_jobs (error -1)`), or slurmrestd\n\
+         answers `Unable to find JobId=N ... (error -1)`, every call is `Unavailable` (retryable),\n\
+         so a job is never reported lost or unknown because slurmctld could not be asked. Only\n\
+         \"Invalid job id\" means an id is unknown.\n\n",
     );
     s
 }

@@ -64,22 +64,38 @@ async fn every_example_request_renders_as_recorded() {
     }
 }
 
+/// Each invalid example and the field its error must name (as `farm-core` validates them).
+const INVALID: [(&str, &str); 8] = [
+    ("empty-argv.yaml", "commands[0]"),
+    ("reversed-frames.yaml", "frames"),
+    ("bad-env-name.yaml", "environment.BAD NAME"),
+    ("zero-cpus.yaml", "resources.cpus"),
+    ("unknown-field.yaml", "colour"),
+    ("newline-in-name.yaml", "name"),
+    ("shell-string-command.yaml", "commands[0]"),
+    ("frame-without-frames.yaml", "commands[0][1]"),
+];
+
 #[tokio::test]
 async fn invalid_example_requests_fail_naming_their_field() {
     let dir = support::fixtures().join("requests/invalid");
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        INVALID.len(),
+        "every invalid example has an expected field here"
+    );
     let farm = farm(Transport::Cli);
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        let text = std::fs::read_to_string(&path).unwrap();
+    for (file, expected) in INVALID {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
         let result = match JobRequest::from_yaml_str(&text) {
             Ok(request) => farm.render(&request).await.map(|_| ()),
             Err(e) => Err(e),
         };
         match result {
-            Err(FarmError::InvalidRequest { field, .. }) => {
-                assert!(!field.is_empty(), "{}", path.display())
+            Err(FarmError::InvalidRequest { field, problem }) => {
+                assert_eq!(field, expected, "{file}: {problem}")
             }
-            other => panic!("{}: {other:?}", path.display()),
+            other => panic!("{file}: expected InvalidRequest for {expected}, got {other:?}"),
         }
     }
 }

@@ -261,3 +261,70 @@ async fn the_rest_transport_restarts_by_submitting_again() {
     // Idempotent submit now finds the newest attempt.
     assert_eq!(farm.submit(&req).await.unwrap(), again);
 }
+
+/// slurmctld restarting under a running job: every call says so as `Unavailable` (never a
+/// lost or unknown job), and a wait polls through it to the job's real end.
+async fn a_wait_survives_a_slurmctld_restart(farm: &SlurmFarm, engine: &support::Engine) {
+    let req = JobRequest::new("outlives slurmctld", vec![sh("sleep 1; echo done")]);
+    let id = farm.submit(&req).await.unwrap();
+    engine.controller_down(8);
+    let err = farm.job(&id).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(err.is_retryable(), "{err}");
+    let other = JobRequest::new("submitted while down", vec![sh("true")]);
+    for err in [
+        farm.submit(&other).await.unwrap_err(),
+        farm.stop(&id).await.unwrap_err(),
+        farm.list_jobs(&JobFilter::default()).await.unwrap_err(),
+    ] {
+        assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    }
+    let job = finish(farm, &id).await;
+    assert_eq!(
+        engine.controller_down_left(),
+        0,
+        "the wait never met the outage"
+    );
+    assert_eq!(job.state, JobState::Completed, "{job:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_survives_a_slurmctld_restart_through_the_cli() {
+    let (farm, engine, _dir) = cli_farm(EngineConfig::default(), |_| {});
+    a_wait_survives_a_slurmctld_restart(&farm, &engine).await;
+    // The recorded message is kept.
+    engine.controller_down(1);
+    let err = farm.job(&JobId::new("1")).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("Failed while looking for jobs: in slurm_load_jobs (error -1)"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_survives_a_slurmctld_restart_through_slurmrestd() {
+    let (farm, engine, _server, _dir) = rest_farm(EngineConfig::default()).await;
+    a_wait_survives_a_slurmctld_restart(&farm, &engine).await;
+    // slurmrestd's reply for one job even says "Unable to find JobId": still not unknown.
+    engine.controller_down(1);
+    let err = farm.job(&JobId::new("1")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(err.to_string().contains("Unable to find JobId=1"), "{err}");
+}
+
+/// No Slurm where `bin_dir` points: a configuration error naming the setting, not a passing
+/// fault a wait would retry until its deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_slurm_command_is_a_configuration_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = support::test_settings(farm_slurm::Transport::Cli, dir.path());
+    settings.bin_dir = Some(dir.path().join("no-slurm-here").display().to_string());
+    let farm = SlurmFarm::new("hpc", settings, Default::default()).unwrap();
+    let err = farm.job(&JobId::new("42")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    assert!(
+        err.to_string().contains("squeue") && err.to_string().contains("bin_dir"),
+        "{err}"
+    );
+}

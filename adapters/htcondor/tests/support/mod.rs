@@ -37,6 +37,8 @@ impl SimFarm {
         let mut config = SimConfig::new(&submit_dir);
         edit(&mut settings, &mut config);
         let sim = CondorSim::new(config);
+        // The staging root is the shared file system's mount point: it exists before the farm.
+        std::fs::create_dir_all(dir.path().join("staging")).expect("staging root");
         let common = CommonSettings {
             staging: Some(SharedStaging::new(dir.path().join("staging"))),
             installation: Some(InstallationMetadata {

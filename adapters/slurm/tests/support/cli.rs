@@ -212,6 +212,28 @@ impl SimRunner {
     }
 }
 
+/// What the real 22.05 commands print while slurmctld is down (`fixtures/slurm/cli/`).
+fn controller_down(program: &str, args: &[String]) -> CommandOutput {
+    let recorded = |name: &str| {
+        std::fs::read_to_string(super::fixtures().join("slurm/cli").join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    match program {
+        // `squeue --json` exits 0 and says it in errors[].
+        "squeue" if args.first().is_some_and(|a| a == "--json") => {
+            out(0, recorded("squeue-slurmctld-down.json"), "")
+        }
+        "squeue" => out(1, "", recorded("squeue-slurmctld-down.stderr")),
+        "sbatch" => out(1, "", recorded("sbatch-slurmctld-down.stderr")),
+        "scancel" => out(8, "", recorded("scancel-slurmctld-down.stderr")),
+        _ => out(
+            1,
+            "",
+            format!("{program}: error: Unable to contact slurm controller (connect failure)\n"),
+        ),
+    }
+}
+
 #[async_trait]
 impl CommandRunner for SimRunner {
     async fn run(&self, argv: &[String], stdin: Option<&[u8]>) -> Result<CommandOutput> {
@@ -225,6 +247,7 @@ impl CommandRunner for SimRunner {
         match self.engine.take_fault() {
             Fault::Stall => std::future::pending::<()>().await,
             Fault::Garble => return Ok(out(0, "<html>502 Bad Gateway \u{0} {\"jobs\":", "")),
+            Fault::ControllerDown => return Ok(controller_down(program, &argv[1..])),
             Fault::None => {}
         }
         Ok(self.slurm(program, &argv[1..], stdin))

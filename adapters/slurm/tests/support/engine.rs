@@ -64,6 +64,8 @@ pub enum Fault {
     None,
     Garble,
     Stall,
+    /// slurmctld is down (restarting): the reply is what Slurm 22.05 recorded then.
+    ControllerDown,
 }
 
 #[derive(Debug)]
@@ -97,6 +99,7 @@ struct State {
     jobs: BTreeMap<u64, Job>,
     garble: usize,
     stall: usize,
+    controller_down: usize,
     last_submission: Option<String>,
 }
 
@@ -240,6 +243,9 @@ impl Engine {
         } else if st.stall > 0 {
             st.stall -= 1;
             Fault::Stall
+        } else if st.controller_down > 0 {
+            st.controller_down -= 1;
+            Fault::ControllerDown
         } else {
             Fault::None
         }
@@ -251,6 +257,17 @@ impl Engine {
 
     pub fn stall(&self, n: usize) {
         self.lock().stall += n;
+    }
+
+    /// The next `n` Slurm commands or slurmrestd calls find slurmctld down; jobs keep
+    /// running meanwhile (slurmd and slurmstepd do not need slurmctld).
+    pub fn controller_down(&self, n: usize) {
+        self.lock().controller_down += n;
+    }
+
+    /// How many replies are still to find slurmctld down.
+    pub fn controller_down_left(&self) -> usize {
+        self.lock().controller_down
     }
 
     pub fn last_submission(&self) -> Option<String> {

@@ -56,6 +56,8 @@ pub fn test_settings(transport: Transport, dir: &Path) -> SlurmSettings {
 }
 
 pub fn common(dir: &Path) -> CommonSettings {
+    // The staging root is the shared file system's mount point: it exists before the farm.
+    std::fs::create_dir_all(dir.join("staging")).expect("staging root");
     CommonSettings {
         staging: Some(farm_core::SharedStaging::new(dir.join("staging"))),
         installation: Some(InstallationMetadata {

@@ -94,6 +94,7 @@ impl Respond for Slurmrestd {
                 return ResponseTemplate::new(200)
                     .set_body_string("<html>502 Bad Gateway \u{0} {\"jobs\":");
             }
+            Fault::ControllerDown => return controller_down(request),
             Fault::None => {}
         }
         let path = request.url.path().to_owned();
@@ -150,6 +151,26 @@ impl Respond for Slurmrestd {
             ),
         }
     }
+}
+
+/// What the real slurmrestd 22.05 answered while slurmctld was down
+/// (`fixtures/slurm/rest/*-slurmctld-down.response.json`, recorded for job 5).
+fn controller_down(request: &Request) -> ResponseTemplate {
+    let recorded = |name: &str| {
+        std::fs::read_to_string(super::fixtures().join("slurm/rest").join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    let path = request.url.path();
+    let id = path.rsplit('/').next().unwrap_or_default();
+    let body = match request.method.as_str() {
+        "POST" => recorded("submit-slurmctld-down.response.json"),
+        "DELETE" => recorded("delete-job-slurmctld-down.response.json")
+            .replace("JobId=5", &format!("JobId={id}")),
+        _ if path.ends_with("/jobs") => recorded("get-jobs-slurmctld-down.response.json"),
+        _ => recorded("get-job-slurmctld-down.response.json")
+            .replace("JobId=5", &format!("JobId={id}")),
+    };
+    ResponseTemplate::new(500).set_body_string(body)
 }
 
 /// A mock server answering as slurmrestd for `engine`.
