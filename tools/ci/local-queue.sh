@@ -10,6 +10,13 @@
 #   spec (status codes, bodies, content types, headers, Allow on 405, auth). The server runs
 #   with no agents, so the fuzzed jobs it accepts are stored and listed but never executed.
 #
+#   The HTTP adapter's conformance suite against a real server (package farm-http,
+#   tests/conformance.rs, `real_server`, gated on FARM_TEST_HTTP_URL): a second real queue,
+#   with four local agents, reached through the `http` adapter's built-in profile.
+#
+#   Tokens travel in environment variables only (schemathesis reads its token through
+#   tools/ci/local-queue.schemathesis.toml), never on a command line.
+#
 #   With --with-cargo-tests, first `cargo test -p farm-local`. CI does not need that flag:
 #   those tests need nothing but this machine, so `cargo test --workspace` already runs them
 #   (the conformance suite against a real server with real agent processes; the crash tests:
@@ -45,46 +52,67 @@ fi
 
 cargo build --locked -p farm-local --bin farm-local
 work="$(mktemp -d)"
-server_pid=
+server_pids=()
 cleanup() {
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
+  for pid in "${server_pids[@]}"; do
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -TERM "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+    fi
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT
 
 target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
-RUST_LOG=warn "$target_dir/debug/farm-local" queue serve --port 0 --agents 0 --data-root "$work/queue" \
-  >"$work/server.out" 2>"$work/server.err" &
-server_pid=$!
-for _ in $(seq 1 200); do
-  grep -q "listening on" "$work/server.out" 2>/dev/null && break
-  kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.err"; echo "the queue server did not start" >&2; exit 1; }
-  sleep 0.1
-done
-url="$(awk '/listening on/ {print $NF; exit}' "$work/server.out")"
-[ -n "$url" ] || { cat "$work/server.err"; echo "the queue server did not start" >&2; exit 1; }
-token="$(cat "$work/queue/api.token")"
+
+# start_queue NAME ARGS...: a `farm-local queue serve` on a free port with data root
+# $work/NAME; sets $url. Its output goes to $work/NAME.out and $work/NAME.err.
+start_queue() {
+  local name=$1
+  shift
+  RUST_LOG=warn "$target_dir/debug/farm-local" queue serve --port 0 --data-root "$work/$name" "$@" \
+    >"$work/$name.out" 2>"$work/$name.err" &
+  local pid=$!
+  server_pids+=("$pid")
+  for _ in $(seq 1 200); do
+    grep -q "listening on" "$work/$name.out" 2>/dev/null && break
+    kill -0 "$pid" 2>/dev/null || { cat "$work/$name.err"; echo "the queue server did not start" >&2; exit 1; }
+    sleep 0.1
+  done
+  url="$(awk '/listening on/ {print $NF; exit}' "$work/$name.out")"
+  [ -n "$url" ] || { cat "$work/$name.err"; echo "the queue server did not start" >&2; exit 1; }
+}
+
+start_queue queue --agents 0
 
 # positive_data_acceptance is off: the server validates requests more strictly than the
 # schema can say (known placeholders, frame-set syntax, the reserved FARM_ prefix), and
 # answers such schema-valid but invalid requests with 422, as the spec documents.
 # Run from the scratch directory: schemathesis keeps a cache in the current directory.
 repo="$(pwd)"
-(cd "$work" && "$VENV/bin/st" --config-file "$repo/tools/ci/local-queue.schemathesis.toml" run "$repo/docs/http-scheduler.openapi.yaml" \
+(cd "$work" && FARM_CI_QUEUE_TOKEN="$(cat "$work/queue/api.token")" \
+  "$VENV/bin/st" --config-file "$repo/tools/ci/local-queue.schemathesis.toml" run "$repo/docs/http-scheduler.openapi.yaml" \
   --url "$url" \
-  --header "Authorization: Bearer $token" \
   --max-examples "${ST_MAX_EXAMPLES:-50}" \
   --exclude-checks positive_data_acceptance \
   --generation-database none \
   --no-color \
   --report junit --report-dir "$work/report")
 
-if grep -qiE "panicked|ERROR" "$work/server.err"; then
+if grep -qiE "panicked|ERROR" "$work/queue.err"; then
   echo "the queue server logged errors during the schemathesis run:" >&2
-  grep -iE "panicked|ERROR" "$work/server.err" | head -20 >&2
+  grep -iE "panicked|ERROR" "$work/queue.err" | head -20 >&2
   exit 1
 fi
 echo "schemathesis: no server errors, no spec mismatches"
+
+echo "== the http adapter's conformance suite against a real queue with agents"
+start_queue http-conformance --agents 4 --heartbeat 200ms --agent-timeout 5s --kill-grace 1s
+FARM_TEST_HTTP_URL="$url" FARM_TEST_HTTP_TOKEN="$(cat "$work/http-conformance/api.token")" \
+  cargo test --locked -p farm-http --test conformance real_server -- --ignored --test-threads 4
+if grep -qiE "panicked" "$work/http-conformance.err"; then
+  echo "the queue server panicked during the conformance run:" >&2
+  grep -iE "panicked" "$work/http-conformance.err" | head -20 >&2
+  exit 1
+fi

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use farm_core::{Capabilities, FarmError, JobRequest, JobState, now_millis};
 use serde_json::json;
 
+use crate::auth;
 use crate::server::AppState;
 use crate::store::{ListQuery, Store, StoreError};
 
@@ -177,9 +178,33 @@ fn note_activity(state: &AppState) {
     state.last_activity.store(now_millis(), Ordering::Relaxed);
 }
 
-/// `GET /v1/health`.
-pub async fn health() -> Response {
-    Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") })).into_response()
+/// `GET /v1/health`, optionally `?challenge=<hex>`: then the answer carries the proof that
+/// this server holds the API token ([`crate::auth`]), which clients check before sending it.
+pub async fn health(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, Problem> {
+    let mut challenge = None;
+    for (key, value) in form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes()) {
+        if key == "challenge" {
+            if challenge.is_some() || !auth::valid_challenge(&value) {
+                return Err(Problem::bad_request(
+                    "challenge must be given once, as 32 to 128 hexadecimal digits",
+                    Some("challenge"),
+                ));
+            }
+            challenge = Some(value.into_owned());
+        }
+    }
+    let mut body = json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") });
+    if let Some(challenge) = challenge {
+        body["proof"] = json!(state.health_proof(&challenge));
+    }
+    let mut response = Json(body).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
 }
 
 /// What the server supports. Staging is a client-side matter (the `local` adapter stages
@@ -415,6 +440,93 @@ pub async fn web_page() -> Response {
         include_str!("web/index.html"),
     )
         .into_response()
+}
+
+fn private(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// `POST /web/v1/login-codes` (client token): a single-use code that logs the web page in
+/// for [`auth::LOGIN_CODE_TTL`]; `farm queue url` puts it in the page's address instead of
+/// the token, since addresses end up in the browser's history.
+pub async fn issue_login_code(State(state): State<AppState>) -> Response {
+    note_activity(&state);
+    let code = state.login_codes.issue(std::time::Instant::now());
+    private(
+        (
+            StatusCode::CREATED,
+            Json(json!({
+                "code": code,
+                "expires_in_ms": auth::LOGIN_CODE_TTL.as_millis() as u64,
+            })),
+        )
+            .into_response(),
+    )
+}
+
+/// What the page sends to `POST /web/v1/session`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionRequest {
+    /// A code from `POST /web/v1/login-codes`.
+    pub code: String,
+}
+
+/// `POST /web/v1/session` (no token): exchanges a login code, once, for the client token.
+/// JSON only, so a page of another site cannot send it without a CORS preflight (which
+/// this server never grants).
+pub async fn open_session(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+        });
+    if !json {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Unsupported media type",
+            "send the code as application/json: {\"code\": \"...\"}",
+        ));
+    }
+    let request: SessionRequest = serde_json::from_slice(&body)
+        .map_err(|_| Problem::bad_request("the body must be {\"code\": \"...\"}", Some("code")))?;
+    match state
+        .login_codes
+        .redeem(&request.code, std::time::Instant::now())
+    {
+        Ok(()) => {
+            note_activity(&state);
+            tracing::info!("the web page logged in with a login code");
+            Ok(private(
+                Json(json!({ "token": state.api_token_text() })).into_response(),
+            ))
+        }
+        Err(auth::Refusal::Invalid) => Err(Problem::unauthorized(
+            "this login code is unknown, used or expired: run `farm queue url` again, or give the token",
+        )),
+        Err(auth::Refusal::TooManyFailures(wait)) => {
+            let mut response = Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many attempts",
+                "too many wrong login codes lately; wait a minute, or give the token",
+            )
+            .into_response();
+            if let Ok(value) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            Ok(response)
+        }
+    }
 }
 
 /// `GET /v1/jobs/{id}`.

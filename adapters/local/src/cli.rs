@@ -119,7 +119,7 @@ async fn wait_for_signal() {
     }
 }
 
-/// `farm queue url`: the address of the queue's web page, with its token.
+/// `farm queue url`: the address of the queue's web page, with a one-time login code.
 #[derive(Debug, Clone, Args)]
 pub struct UrlArgs {
     /// The queue's URL.
@@ -135,9 +135,34 @@ pub struct UrlArgs {
     pub data_root: Option<PathBuf>,
 }
 
-/// The web page's address with the API token in the URL fragment: browsers never send a
-/// fragment to the server, so the token stays out of server logs and proxies.
+/// The web page's address with a login code in the URL fragment (`URL/#code=...`): the
+/// running queue issues the code, valid for one login within a minute, so what the browser
+/// keeps in its history is worth nothing afterwards, and the token itself is never in an
+/// address. Needs the queue to be running; it must first prove it holds the token.
+///
+/// Blocking (it runs the exchange on a thread of its own, so it may be called from async
+/// code too); [`login_url`] is the same, async.
 pub fn page_url(args: &UrlArgs) -> Result<String> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| FarmError::io("cannot start an async runtime", e))?
+                    .block_on(login_url(args))
+            })
+            .join()
+            .unwrap_or_else(|_| {
+                Err(FarmError::scheduler(
+                    "asking the queue for a login code failed",
+                ))
+            })
+    })
+}
+
+/// [`page_url`], async.
+pub async fn login_url(args: &UrlArgs) -> Result<String> {
     use secrecy::ExposeSecret;
     let root = DataRoot::resolve(args.data_root.as_deref());
     let token = root
@@ -154,12 +179,40 @@ pub fn page_url(args: &UrlArgs) -> Result<String> {
                 root.path().display()
             ))
         })?;
-    let encoded: String =
-        form_urlencoded::byte_serialize(token.expose_secret().as_bytes()).collect();
-    Ok(format!(
-        "{}/#token={encoded}",
-        args.url.trim_end_matches('/')
-    ))
+    let base = args.url.trim_end_matches('/');
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| FarmError::config(format!("cannot build an HTTP client: {e}")))?;
+    crate::client::authenticate(&http, base, &token)
+        .await
+        .map_err(|e| match e {
+            FarmError::Unavailable { message, source } => FarmError::Unavailable {
+                message: format!("{message}; start the queue first (`farm queue serve`)"),
+                source,
+            },
+            other => other,
+        })?;
+    let reply = http
+        .post(format!("{base}/web/v1/login-codes"))
+        .bearer_auth(token.expose_secret())
+        .send()
+        .await
+        .map_err(|e| FarmError::Unavailable {
+            message: format!("cannot ask {base} for a login code: {e}"),
+            source: Some(Box::new(e)),
+        })?;
+    let status = reply.status();
+    let body: serde_json::Value = reply.json().await.unwrap_or_default();
+    match body["code"].as_str() {
+        Some(code) if status.is_success() && crate::auth::valid_challenge(code) => {
+            Ok(format!("{base}/#code={code}"))
+        }
+        _ => Err(FarmError::scheduler(format!(
+            "{base} did not issue a login code ({status}): {}",
+            body["detail"].as_str().unwrap_or("no detail")
+        ))),
+    }
 }
 
 /// `farm agent`: run one agent that joins a queue.
@@ -173,10 +226,15 @@ pub struct AgentArgs {
         value_name = "URL"
     )]
     pub server: String,
-    /// The queue's agent token (its data root's agent.token). Prefer the variable: a
-    /// command line is visible to other users.
+    /// The queue's agent token (its data root's agent.token). Prefer --token-file or the
+    /// variable: a command line is visible to other users.
     #[arg(long, env = "FARM_AGENT_TOKEN", hide_env_values = true, value_parser = secret, value_name = "TOKEN")]
     pub token: Option<SecretString>,
+    /// Read the token from this file (its first line), e.g. a copy of agent.token readable
+    /// only by you: neither a command line nor the environment then holds it. Wins over
+    /// --token and FARM_AGENT_TOKEN.
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
     /// Read the token from this data root when none is given (agents on the queue's machine).
     #[arg(long, value_name = "DIR")]
     pub data_root: Option<PathBuf>,
@@ -199,16 +257,17 @@ pub struct AgentArgs {
 
 /// Runs an agent until SIGTERM or Ctrl-C (its running task is stopped and requeued).
 pub async fn agent(args: AgentArgs) -> Result<()> {
-    let token = match args.token.clone() {
-        Some(token) => token,
-        None => DataRoot::resolve(args.data_root.as_deref())
+    let token = match (&args.token_file, args.token.clone()) {
+        (Some(path), _) => read_token_file(path)?,
+        (None, Some(token)) => token,
+        (None, None) => DataRoot::resolve(args.data_root.as_deref())
             .read_token(TokenKind::Agent)
             .ok()
             .flatten()
             .ok_or_else(|| {
                 FarmError::config(
-                    "an agent needs the queue's agent token: set FARM_AGENT_TOKEN (or --token); \
-                     it is agent.token in the queue's data root",
+                    "an agent needs the queue's agent token: use --token-file PATH or set \
+                     FARM_AGENT_TOKEN; it is agent.token in the queue's data root",
                 )
             })?,
     };
@@ -238,6 +297,30 @@ pub async fn agent(args: AgentArgs) -> Result<()> {
         });
     }
     crate::agent::run(config, shutdown).await
+}
+
+/// The first line of a token file; its content is never shown in an error.
+fn read_token_file(path: &std::path::Path) -> Result<SecretString> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        FarmError::io(
+            format!("cannot read the agent token file {}", path.display()),
+            e,
+        )
+    })?;
+    let line = text.lines().next().unwrap_or("").trim();
+    if line.is_empty() {
+        return Err(FarmError::config(format!(
+            "the agent token file {} is empty",
+            path.display()
+        )));
+    }
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(file = %path.display(), "the agent token file is readable by other users; chmod 600 it");
+    }
+    Ok(SecretString::from(line.to_owned()))
 }
 
 /// `farm agents`: start or stop remote agents over ssh.

@@ -1,18 +1,26 @@
 //! The only code of the `local` adapter that starts processes or probes the server: making
-//! sure a queue answers, starting one in the background when none does.
+//! sure a queue answers, starting one in the background when none does, and checking that
+//! what answers holds the queue's token before anything sends it there.
 //!
 //! The embedded queue is a detached `farm queue serve --idle-shutdown 15m` process rather
 //! than a server inside the calling program: `farm submit` can return at once and a later
 //! `farm status` finds the same queue, a long-lived host (Katana) does not carry the server
 //! in its own process, and because the state is in SQLite, a queue that exited when idle
 //! loses nothing — the next call simply starts it again.
+//!
+//! That queue and its agents run every job, so it starts with a cleared environment plus
+//! [`AUTOSTART_ENV`] (and the farm's `pass_env`): the caller's secrets (a Slurm JWT, cloud
+//! keys, other farms' tokens) are not handed to every job for the next idle period.
 
+use std::ffi::OsString;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use farm_core::{FarmError, Result};
+use secrecy::SecretString;
 
+use crate::auth;
 use crate::config::LocalSettings;
 use crate::data_root::DataRoot;
 
@@ -52,6 +60,82 @@ pub async fn probe(url: &str) -> Probe {
             }
         }
     }
+}
+
+/// Asks the server at `url` to prove it holds `token` (`GET /v1/health?challenge=...`),
+/// before anything sends the token there: while a queue is stopped, any local user can
+/// listen on its port. Refuses with `PermissionDenied` when the proof is missing or wrong.
+pub async fn authenticate(http: &reqwest::Client, url: &str, token: &SecretString) -> Result<()> {
+    let challenge = auth::new_challenge();
+    let reply = http
+        .get(format!("{}/v1/health", url.trim_end_matches('/')))
+        .query(&[("challenge", challenge.as_str())])
+        .send()
+        .await
+        .map_err(|e| FarmError::Unavailable {
+            message: format!("no queue answers at {url}: {e}"),
+            source: Some(Box::new(e)),
+        })?;
+    let status = reply.status();
+    let body: serde_json::Value = reply.json().await.unwrap_or_default();
+    let proof = body["proof"].as_str().unwrap_or("");
+    if status.is_success() && auth::health_proof_matches(token, &challenge, proof) {
+        return Ok(());
+    }
+    Err(FarmError::permission_denied(format!(
+        "the server at {url} cannot prove that it holds this queue's token (health answered \
+         {status}{}), so the token was not sent to it: another program, perhaps another \
+         user's, may be listening on that port, or the queue there serves another data root",
+        if proof.is_empty() {
+            " without a proof"
+        } else {
+            " with a wrong proof"
+        }
+    )))
+}
+
+/// Variables an autostarted queue keeps from the caller's environment; everything else is
+/// dropped. An entry ending in `*` is a prefix. `FARM_DATA_ROOT` and `FARM_NUM_AGENTS`
+/// are the queue's own settings, `FARM_DEMO_OUT` where the demo job writes its frames.
+pub const AUTOSTART_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "LANG",
+    "LC_*",
+    "TZ",
+    "TMPDIR",
+    "RUST_LOG",
+    "FARM_DATA_ROOT",
+    "FARM_NUM_AGENTS",
+    "FARM_DEMO_OUT",
+];
+
+fn listed(name: &str, patterns: &[&str]) -> bool {
+    patterns.iter().any(|p| match p.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => name == *p,
+    })
+}
+
+/// The environment of an autostarted queue: the variables of `vars` that [`AUTOSTART_ENV`]
+/// or `pass_env` name, never a credential variable
+/// ([`farm_core::secret::is_credential_variable`]), whatever `pass_env` says.
+pub fn autostart_environment(
+    vars: impl IntoIterator<Item = (OsString, OsString)>,
+    pass_env: &[String],
+) -> Vec<(OsString, OsString)> {
+    let extra: Vec<&str> = pass_env.iter().map(String::as_str).collect();
+    vars.into_iter()
+        .filter(|(name, _)| {
+            name.to_str().is_some_and(|name| {
+                (listed(name, AUTOSTART_ENV) || listed(name, &extra))
+                    && !farm_core::secret::is_credential_variable(name)
+            })
+        })
+        .collect()
 }
 
 /// `(host, port)` of a loopback `http://` URL: the only kind this adapter may start a queue
@@ -121,6 +205,11 @@ async fn start_server(
     };
     let mut command = std::process::Command::new(&argv[0]);
     command
+        .env_clear()
+        .envs(autostart_environment(
+            std::env::vars_os(),
+            &settings.pass_env,
+        ))
         .args(&argv[1..])
         .arg("--bind")
         .arg(host)
@@ -213,6 +302,64 @@ mod tests {
         assert_eq!(loopback("http://render-queue:7575"), None);
         assert_eq!(loopback("http://10.0.0.5:7575"), None);
         assert_eq!(loopback("https://127.0.0.1:7575"), None);
+    }
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+            .collect()
+    }
+
+    #[test]
+    fn an_autostarted_queue_keeps_only_listed_variables_and_never_credentials() {
+        let env = vars(&[
+            ("PATH", "/usr/bin"),
+            ("HOME", "/home/a"),
+            ("LC_ALL", "C.UTF-8"),
+            ("FARM_DATA_ROOT", "/q"),
+            ("FARM_NUM_AGENTS", "4"),
+            ("AWS_SECRET_ACCESS_KEY", "s3cr3t"),
+            ("SLURM_JWT", "jwt"),
+            ("FARM_HTTP_TOKEN", "t"),
+            ("FARM_LOCAL_TOKEN", "t"),
+            ("OCIO", "/show/config.ocio"),
+            ("PIXAR_LICENSE_FILE", "9010@lic"),
+            ("LD_PRELOAD", "/tmp/x.so"),
+        ]);
+        let names = |kept: Vec<(OsString, OsString)>| -> Vec<String> {
+            kept.into_iter()
+                .map(|(k, _)| k.into_string().unwrap())
+                .collect()
+        };
+        assert_eq!(
+            names(autostart_environment(env.clone(), &[])),
+            [
+                "PATH",
+                "HOME",
+                "LC_ALL",
+                "FARM_DATA_ROOT",
+                "FARM_NUM_AGENTS"
+            ]
+        );
+        let pass = [
+            "OCIO".to_owned(),
+            "PIXAR_*".to_owned(),
+            "SLURM_JWT".to_owned(),
+        ];
+        assert_eq!(
+            names(autostart_environment(env, &pass)),
+            [
+                "PATH",
+                "HOME",
+                "LC_ALL",
+                "FARM_DATA_ROOT",
+                "FARM_NUM_AGENTS",
+                "OCIO",
+                "PIXAR_LICENSE_FILE"
+            ],
+            "pass_env adds names, never a credential variable"
+        );
     }
 
     #[tokio::test]

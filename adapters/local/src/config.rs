@@ -10,6 +10,9 @@
 //!       autostart: true              # start a queue in the background when none answers
 //!       agents: 4                    # local agents of an autostarted queue (default 2)
 //!       idle_shutdown: 15m           # an autostarted queue exits after this long idle
+//!       pass_env: [OCIO, "PIXAR_*"]  # more variables an autostarted queue (and so its jobs) keeps
+//!       start_timeout: 20s           # wait this long for an autostarted queue to answer
+//!       timeout: 30s                 # longest wait for one HTTP exchange
 //! ```
 
 use std::path::PathBuf;
@@ -45,6 +48,11 @@ pub struct LocalSettings {
         deserialize_with = "farm_core::config::duration"
     )]
     pub idle_shutdown: Duration,
+    /// Variables an autostarted queue keeps from the caller's environment besides
+    /// [`crate::client::AUTOSTART_ENV`] (a trailing `*` matches a prefix). Credential
+    /// variables are never passed.
+    #[serde(default)]
+    pub pass_env: Vec<String>,
     /// The command that starts a queue (default: this program with `queue serve`).
     #[serde(default)]
     pub server_command: Option<Vec<String>>,
@@ -71,6 +79,7 @@ impl Default for LocalSettings {
             autostart: true,
             agents: None,
             idle_shutdown: default_idle(),
+            pass_env: Vec::new(),
             server_command: None,
             start_timeout: default_start_timeout(),
             timeout: default_timeout(),

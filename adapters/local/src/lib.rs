@@ -17,13 +17,20 @@
 //!   a task the server has taken back.
 //! - **Tokens everywhere.** Any local user could otherwise run commands as you through a
 //!   loopback port, so clients and agents each need a token, generated in the data root
-//!   ([`data_root`]) and read from there by the adapter.
+//!   ([`data_root`]) and read from there by the adapter. For the same reason a client
+//!   trusts the port no more than that: the server must prove it holds the token before
+//!   it is sent, and the web page logs in with single-use codes, never a token in an
+//!   address ([`auth`]).
+//! - **Jobs get no one else's secrets.** A queue the adapter starts on demand keeps only an
+//!   allowlist of the caller's environment ([`client`]), and no agent or task ever carries
+//!   a credential variable.
 //!
 //! Entry points for the `farm` command line are in [`cli`].
 
 pub mod agent;
 pub mod agent_api;
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod config;

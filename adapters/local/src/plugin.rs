@@ -1,11 +1,16 @@
 //! `LocalQueue`: the HTTP adapter speaking to the local queue, plus "start one when none
 //! answers". Every farm operation is the HTTP adapter's; this type only makes sure a server
 //! runs (at the first call, and again if an idle queue exited between calls), finds the
-//! token in the data root, and stages render files under the data root when no shared
+//! token in the data root, has the server prove it holds that token before each operation
+//! sends it ([`authenticate`]), and stages render files under the data root when no shared
 //! staging root is configured.
+//!
+//! The proof is asked before every operation, not once: the queue may have exited (idle)
+//! since the last call and someone else may be listening on its port now.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use farm_core::{
     Capabilities, CommonSettings, FarmError, FarmPlugin, InstallationMetadata, Job, JobFilter,
@@ -15,7 +20,7 @@ use farm_http::{HttpFarm, HttpSettings};
 use secrecy::SecretString;
 use uuid::Uuid;
 
-use crate::client::{Probe, ensure_server, loopback, probe};
+use crate::client::{Probe, authenticate, ensure_server, loopback, probe};
 use crate::config::LocalSettings;
 use crate::data_root::{DataRoot, TokenKind};
 
@@ -30,8 +35,18 @@ pub struct LocalQueue {
     common: CommonSettings,
     /// Renders and reports capabilities; never contacts the server.
     offline: HttpFarm,
-    online: tokio::sync::OnceCell<HttpFarm>,
+    online: tokio::sync::OnceCell<Online>,
     starting: tokio::sync::Mutex<()>,
+    /// For the health proofs.
+    probe: reqwest::Client,
+    /// Staging goes to the data root (no `staging_root` configured).
+    own_staging: bool,
+}
+
+/// The connected farm and the token it sends.
+struct Online {
+    farm: HttpFarm,
+    token: SecretString,
 }
 
 impl std::fmt::Debug for LocalQueue {
@@ -49,12 +64,18 @@ impl LocalQueue {
     /// server, so `render` works on a machine where no queue ever ran.
     pub fn new(settings: LocalSettings, mut common: CommonSettings) -> Result<LocalQueue> {
         let root = DataRoot::resolve(settings.data_root.as_deref());
-        if common.staging.is_none() {
+        let own_staging = common.staging.is_none();
+        if own_staging {
             common.staging = Some(SharedStaging::new(root.staging()));
         }
         let offline = HttpFarm::new(http_settings(&settings, None))?
             .with_common(common.clone())
             .with_name(ADAPTER);
+        let probe = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| FarmError::config(format!("cannot build an HTTP client: {e}")))?;
         Ok(LocalQueue {
             name: ADAPTER.to_owned(),
             settings,
@@ -63,6 +84,8 @@ impl LocalQueue {
             offline,
             online: tokio::sync::OnceCell::new(),
             starting: tokio::sync::Mutex::new(()),
+            probe,
+            own_staging,
         })
     }
 
@@ -77,13 +100,43 @@ impl LocalQueue {
         &self.root
     }
 
+    /// Creates the data root's staging directory when staging goes there: unlike a shared
+    /// staging root, which must already be mounted, it is ours to create.
+    fn prepare_staging(&self) -> Result<()> {
+        if !self.own_staging {
+            return Ok(());
+        }
+        let staging = self.root.staging();
+        self.root
+            .create()
+            .and_then(|()| std::fs::create_dir_all(&staging))
+            .map_err(|e| FarmError::io(format!("cannot create {}", staging.display()), e))
+    }
+
     async fn ensure(&self) -> Result<()> {
         let _one_at_a_time = self.starting.lock().await;
         ensure_server(&self.settings, &self.root).await
     }
 
-    /// The connected HTTP farm, starting the queue first if needed.
+    /// The connected HTTP farm, starting the queue first if needed, once the server has
+    /// proved it holds the token.
     async fn farm(&self) -> Result<&HttpFarm> {
+        let online = self.online().await?;
+        match self.authenticate().await {
+            // The queue exited (idle) since the last call: start it again.
+            Err(err) if self.restarted(&err).await => self.authenticate().await?,
+            other => other?,
+        }
+        Ok(&online.farm)
+    }
+
+    /// Has the server at the URL prove it holds the token the farm sends.
+    async fn authenticate(&self) -> Result<()> {
+        let online = self.online().await?;
+        authenticate(&self.probe, &self.settings.url, &online.token).await
+    }
+
+    async fn online(&self) -> Result<&Online> {
         self.online
             .get_or_try_init(|| async {
                 self.ensure().await?;
@@ -99,7 +152,10 @@ impl LocalQueue {
                         ))
                     })?,
                 };
-                Ok::<_, FarmError>(HttpFarm::new(http_settings(&self.settings, Some(token)))?.with_common(self.common.clone()).with_name(&self.name))
+                let farm = HttpFarm::new(http_settings(&self.settings, Some(token.clone())))?
+                    .with_common(self.common.clone())
+                    .with_name(&self.name);
+                Ok::<_, FarmError>(Online { farm, token })
             })
             .await
     }
@@ -140,12 +196,15 @@ fn http_settings(settings: &LocalSettings, token: Option<SecretString>) -> HttpS
 
 /// Runs an operation on the connected farm; if the queue went away (idle shutdown) and may
 /// be started, starts it and runs the operation once more. Submits are idempotent by render
-/// context, so repeating one is safe.
+/// context, so repeating one is safe. The server proves it holds the token before each.
 macro_rules! online {
     ($self:ident, |$farm:ident| $call:expr) => {{
         let $farm = $self.farm().await.map_err(|e| $self.explain(e))?;
         match $call.await {
-            Err(err) if $self.restarted(&err).await => $call.await,
+            Err(err) if $self.restarted(&err).await => match $self.authenticate().await {
+                Ok(()) => $call.await,
+                Err(e) => Err(e),
+            },
             other => other,
         }
         .map_err(|e| $self.explain(e))
@@ -163,6 +222,7 @@ impl FarmPlugin for LocalQueue {
     }
 
     async fn create_temp_directory(&self, render_context: Uuid) -> Result<String> {
+        self.prepare_staging()?;
         self.offline.create_temp_directory(render_context).await
     }
 
@@ -171,6 +231,7 @@ impl FarmPlugin for LocalQueue {
         files: &[PathBuf],
         render_context: Uuid,
     ) -> Result<BTreeMap<PathBuf, String>> {
+        self.prepare_staging()?;
         self.offline.copy_render_files(files, render_context).await
     }
 

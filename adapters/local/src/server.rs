@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agent_api;
 use crate::api::{self, Problem};
+use crate::auth::LoginCodes;
 use crate::data_root::{DataRoot, TokenKind, token_matches};
 use crate::store::{Durability, Store, StoreOptions};
 use crate::supervisor::{AgentLauncher, Supervisor};
@@ -91,8 +92,22 @@ pub struct AppState {
     pub draining: CancellationToken,
     /// Last client request (ms since the epoch), for the idle shutdown.
     pub last_activity: Arc<AtomicI64>,
+    /// Login codes for the web page.
+    pub login_codes: Arc<LoginCodes>,
     api_token: Arc<SecretString>,
     agent_token: Arc<SecretString>,
+}
+
+impl AppState {
+    /// The answer to a health challenge: proves this server holds the client token.
+    pub(crate) fn health_proof(&self, challenge: &str) -> String {
+        crate::auth::health_proof(&self.api_token, challenge)
+    }
+
+    /// The client token, for the web page once it has shown a login code.
+    pub(crate) fn api_token_text(&self) -> String {
+        self.api_token.expose_secret().to_owned()
+    }
 }
 
 /// A running server.
@@ -242,6 +257,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, FarmError> {
         agent_timeout: config.agent_timeout,
         draining: CancellationToken::new(),
         last_activity: Arc::new(AtomicI64::new(now_millis())),
+        login_codes: Arc::new(LoginCodes::default()),
         api_token: Arc::new(api_token.clone()),
         agent_token: Arc::new(agent_token.clone()),
     };
@@ -321,6 +337,7 @@ fn router(state: AppState) -> Router {
         .route("/v1/jobs/{id}", get(api::get_job).post(api::job_action))
         .route("/v1/jobs/{id}/log", get(api::read_log))
         .route("/v1/agents", get(api::agents))
+        .route("/web/v1/login-codes", post(api::issue_login_code))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_api_token,
@@ -352,6 +369,7 @@ fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/health", get(api::health))
         .route("/", get(api::web_page))
+        .route("/web/v1/session", post(api::open_session))
         .merge(farm)
         .merge(agents)
         .fallback(|| async { Problem::no_route() })
@@ -372,7 +390,7 @@ fn allowed_methods(path: &str) -> Option<&'static str> {
     match path {
         "/" | "/v1/health" | "/v1/capabilities" | "/v1/agents" => return Some("GET"),
         "/v1/jobs" => return Some("GET, POST"),
-        "/v1/jobs:check" => return Some("POST"),
+        "/v1/jobs:check" | "/web/v1/login-codes" | "/web/v1/session" => return Some("POST"),
         _ => {}
     }
     let rest = path.strip_prefix("/v1/jobs/")?;
@@ -490,5 +508,6 @@ mod tests {
         assert_eq!(allowed_methods("/v1/jobs/12/log"), Some("GET"));
         assert_eq!(allowed_methods("/v1/jobs/12/other"), None);
         assert_eq!(allowed_methods("/agent/v1/agents"), None);
+        assert_eq!(allowed_methods("/web/v1/session"), Some("POST"));
     }
 }

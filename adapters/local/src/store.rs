@@ -440,6 +440,12 @@ impl Store {
         f(&conn)
     }
 
+    /// Holds the read connection, so tests can make every read wait.
+    #[cfg(test)]
+    pub(crate) fn hold_reader(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.reader.lock().expect("reader poisoned")
+    }
+
     /// Prepares the state a previous run left: tasks handed out but never confirmed go back
     /// to the queue (their agent will be refused if it tries to start them), and every
     /// known agent gets a fresh timeout to reconnect.

@@ -123,6 +123,21 @@ fn is_agent_process(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
+/// The id of the newest live local agent with process `pid`. The query runs on a blocking
+/// thread, like every store call of the server: the supervisor shares the async workers
+/// with the request handlers.
+async fn agent_id_of(store: &Arc<Store>, pid: i32) -> Option<i64> {
+    let store = Arc::clone(store);
+    tokio::task::spawn_blocking(move || store.local_agents())
+        .await
+        .ok()?
+        .ok()?
+        .into_iter()
+        .filter(|(_, p)| *p == i64::from(pid))
+        .map(|(id, _)| id)
+        .max()
+}
+
 impl Supervisor {
     pub async fn run(self) {
         let mut slots: Vec<Slot> = Vec::new();
@@ -172,7 +187,7 @@ impl Supervisor {
             let mut ended = Vec::new();
             for (i, slot) in slots.iter_mut().enumerate() {
                 if slot.agent_id.is_none() {
-                    slot.agent_id = self.agent_id_of(slot.pid);
+                    slot.agent_id = agent_id_of(&self.store, slot.pid).await;
                 }
                 let gone = match &mut slot.process {
                     Process::Child(child) => match child.try_wait() {
@@ -210,7 +225,11 @@ impl Supervisor {
                 } else {
                     failures = 0;
                 }
-                if let Some(id) = slot.agent_id.or_else(|| self.agent_id_of(slot.pid)) {
+                let id = match slot.agent_id {
+                    Some(id) => Some(id),
+                    None => agent_id_of(&self.store, slot.pid).await,
+                };
+                if let Some(id) = id {
                     let store = Arc::clone(&self.store);
                     let why = format!("local agent {} ended: {why}", slot.name);
                     let _ = tokio::task::spawn_blocking(move || {
@@ -249,16 +268,6 @@ impl Supervisor {
         self.stop_all(slots).await;
     }
 
-    fn agent_id_of(&self, pid: i32) -> Option<i64> {
-        self.store
-            .local_agents()
-            .ok()?
-            .into_iter()
-            .filter(|(_, p)| *p == i64::from(pid))
-            .map(|(id, _)| id)
-            .max()
-    }
-
     fn spawn(&self, name: &str) -> std::io::Result<tokio::process::Child> {
         let work = self.data_root.agent_work(name);
         std::fs::create_dir_all(&work)?;
@@ -268,6 +277,10 @@ impl Supervisor {
             .append(true)
             .open(&log_path)?;
         let mut command = tokio::process::Command::new(&self.launcher.program);
+        // An agent needs no credential but its own token (its tasks get none at all).
+        for name in farm_core::secret::credential_variables_present() {
+            command.env_remove(name);
+        }
         command
             .args(&self.launcher.args)
             .arg("--server")
@@ -317,5 +330,50 @@ impl Supervisor {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreOptions;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn looking_up_an_agent_never_blocks_the_async_worker() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(
+            Store::open(
+                &dir.path().join("queue.db"),
+                &dir.path().join("logs"),
+                StoreOptions::default(),
+            )
+            .unwrap(),
+        );
+        // Another thread holds the store's read connection until the async side shows it
+        // still runs while the lookup waits for that connection.
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+        let (alive_tx, alive_rx) = std::sync::mpsc::channel::<()>();
+        let holder = {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                let _reader = store.hold_reader();
+                locked_tx.send(()).unwrap();
+                alive_rx.recv_timeout(Duration::from_secs(10)).is_ok()
+            })
+        };
+        locked_rx.recv().unwrap();
+        let lookup = {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { agent_id_of(&store, 4242).await })
+        };
+        // The lookup runs now; on this one-thread runtime it would block it until the
+        // holder gives up, and this task would not get here in time.
+        tokio::task::yield_now().await;
+        let _ = alive_tx.send(());
+        assert!(
+            holder.join().unwrap(),
+            "the runtime stalled while the lookup waited for the database"
+        );
+        assert_eq!(lookup.await.unwrap(), None);
     }
 }

@@ -57,7 +57,10 @@ async fn an_agent_without_the_right_token_is_refused() {
         .unwrap();
     assert!(!none.status.success());
     let stderr = String::from_utf8_lossy(&none.stderr);
-    assert!(stderr.contains("FARM_AGENT_TOKEN"), "{stderr}");
+    assert!(
+        stderr.contains("FARM_AGENT_TOKEN") && stderr.contains("--token-file"),
+        "{stderr}"
+    );
     // The farm protocol refuses clients without its token too (health needs none).
     let http = reqwest::Client::new();
     let anonymous = http
@@ -96,7 +99,7 @@ async fn a_remote_agent_with_the_token_runs_jobs_over_tcp() {
     let id = api
         .submit(json!({
             "name": "for-the-remote-agent",
-            "commands": [["/bin/sh", "-c", "echo \"token:[$FARM_AGENT_TOKEN]\"; touch \"$1\"", "sh", marker.display().to_string()]],
+            "commands": [["/bin/sh", "-c", "echo \"token:[${FARM_AGENT_TOKEN-unset}]\"; touch \"$1\"", "sh", marker.display().to_string()]],
         }))
         .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -120,7 +123,7 @@ async fn a_remote_agent_with_the_token_runs_jobs_over_tcp() {
     let log = std::fs::read_to_string(job["render_log_filename"].as_str().unwrap()).unwrap();
     assert!(log.contains("on agent remote-1"), "{log}");
     assert!(
-        log.contains("token:[]"),
+        log.contains("token:[unset]"),
         "tasks never see the agent token: {log}"
     );
     kill(Pid::from_raw(agent.id() as i32), Signal::SIGTERM).unwrap();
@@ -129,6 +132,58 @@ async fn a_remote_agent_with_the_token_runs_jobs_over_tcp() {
         status.success(),
         "an agent stops cleanly on SIGTERM: {status}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_reads_its_token_from_a_file_and_keeps_it_off_argv_and_environ() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("queue"), &["--agents", "0"]);
+    let api = server.client();
+    let token = server.agent_token();
+    let missing = dir.path().join("no-such.token");
+    let out = agent_command(&server, &dir.path().join("w0"))
+        .arg("--token-file")
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&missing.display().to_string()),
+        "the error names the file: {stderr}"
+    );
+    let file = dir.path().join("agent.token");
+    std::fs::write(&file, format!("{}\n", token.expose_secret())).unwrap();
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    // The file wins over a (wrong) variable.
+    let mut agent = agent_command(&server, &dir.path().join("w"))
+        .arg("--token-file")
+        .arg(&file)
+        .env("FARM_AGENT_TOKEN", "not-the-token")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let id = api
+        .submit(json!({"name": "token-from-a-file", "commands": [["true"]]}))
+        .await;
+    eventually(
+        "the agent to run the job",
+        Duration::from_secs(30),
+        || async { (api.job(&id).await["state"] == "Completed").then_some(()) },
+    )
+    .await;
+    let pid = agent.id() as i32;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    assert!(!String::from_utf8_lossy(&cmdline).contains(token.expose_secret()));
+    assert!(
+        common::environ_of(pid)
+            .iter()
+            .all(|v| !v.contains(token.expose_secret())),
+        "the token is not in the agent's environment"
+    );
+    kill(Pid::from_raw(pid), Signal::SIGTERM).unwrap();
+    assert!(agent.wait().unwrap().success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

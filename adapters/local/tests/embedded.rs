@@ -101,7 +101,16 @@ async fn the_demo_job_runs_on_a_queue_started_on_demand() {
         || async { matches!(probe(&url).await, Probe::Down(_)).then_some(()) },
     )
     .await;
-    // ...and the next call (from a new client, like a later `farm status`) starts it again.
+    // ...and the next call starts it again: from the same client (a long-lived Katana)...
+    let again = farm.job(&id).await.unwrap();
+    assert_eq!(again.state, JobState::Completed);
+    eventually(
+        "the idle queue to exit again",
+        Duration::from_secs(30),
+        || async { matches!(probe(&url).await, Probe::Down(_)).then_some(()) },
+    )
+    .await;
+    // ...or from a new one, like a later `farm status`.
     let later = LocalQueue::new(settings, CommonSettings::default()).unwrap();
     let again = later.job(&id).await.unwrap();
     assert_eq!(

@@ -114,7 +114,7 @@ pub enum Command {
 pub enum QueueCommand {
     /// Run the queue in the foreground: HTTP API and web page, local agents, SQLite state.
     Serve(farm_local::cli::ServeArgs),
-    /// Print the address of the queue's web page, with its token (open it in a browser).
+    /// Print a one-time login link to the queue's web page (the queue must be running).
     Url(farm_local::cli::UrlArgs),
 }
 

@@ -1,6 +1,8 @@
 """The local queue's web page in a real headless Chromium, against a real queue with real
-agent processes: log in with the token, watch a submitted job progress to Completed, read a
-running job's live log, stop it, restart it, see the agents, and save a screenshot.
+agent processes: log in with a typed token or with the one-time link of `farm queue url`
+(which works once and never puts the token in an address), watch a submitted job progress
+to Completed, read a running job's live log, stop it, restart it, see the agents, and save a
+screenshot.
 
 Run with:  FARM_BIN=target/debug/farm python3 -m pytest tools/web/tests
 Needs Debian's chromium and chromium-driver (tools/ci/katana-and-web.sh installs them).
@@ -11,6 +13,8 @@ import os
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 from selenium import webdriver
@@ -71,9 +75,14 @@ def queue(tmp_path_factory):
     try:
         wait_until("the queue", lambda: subprocess.run([farm_bin(), "--farm", "q", "list"], env=env,
                                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0)
-        url = subprocess.run([farm_bin(), "queue", "url", "--url", "http://127.0.0.1:%d" % port, "--data-root", str(data)],
-                             stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout.strip()
-        yield {"base": "http://127.0.0.1:%d/" % port, "url": url, "farm": farm, "root": root}
+
+        def login_url():
+            """A fresh one-time link from `farm queue url`."""
+            return subprocess.run([farm_bin(), "queue", "url", "--url", "http://127.0.0.1:%d" % port, "--data-root", str(data)],
+                                  stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout.strip()
+
+        yield {"base": "http://127.0.0.1:%d/" % port, "login_url": login_url, "farm": farm, "root": root,
+               "token": (data / "api.token").read_text().strip()}
     finally:
         server.terminate()
         try:
@@ -112,21 +121,69 @@ def submit(queue, request):
     return queue["farm"]("submit", "-", stdin=json.dumps(request))["ids"][0]
 
 
-def test_the_page_asks_for_the_token_and_refuses_a_wrong_one(queue, browser):
-    browser.get(queue["base"])
+def logged_out(browser, url):
+    browser.get(url)
     browser.execute_script("sessionStorage.clear()")
+
+
+def exchange(queue, code, content_type="application/json"):
+    """POSTs a login code as the page does; returns (status, body)."""
+    request = urllib.request.Request(queue["base"] + "web/v1/session", data=json.dumps({"code": code}).encode(),
+                                     headers={"Content-Type": content_type}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read().decode())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read().decode() or "{}")
+
+
+def test_the_page_asks_for_the_token_and_refuses_a_wrong_one(queue, browser):
+    logged_out(browser, queue["base"])
     browser.get(queue["base"])
     wait_until("the token form", lambda: browser.find_element(By.ID, "login").is_displayed())
     browser.find_element(By.ID, "token").send_keys("wrong-token")
     browser.find_element(By.CSS_SELECTOR, "#login button").click()
     wait_until("the refusal", lambda: "refused" in browser.find_element(By.ID, "login-error").text)
     assert not browser.find_element(By.ID, "app").is_displayed()
+    # The right token, typed, is accepted.
+    browser.find_element(By.ID, "token").clear()
+    browser.find_element(By.ID, "token").send_keys(queue["token"])
+    browser.find_element(By.CSS_SELECTOR, "#login button").click()
+    wait_until("the job table", lambda: browser.find_element(By.ID, "app").is_displayed())
+    assert queue["token"] not in browser.current_url
+
+
+def test_a_login_link_works_once_and_never_carries_the_token(queue, browser):
+    url = queue["login_url"]()
+    assert "#code=" in url, url
+    assert queue["token"] not in url, "farm queue url must not print the token"
+    logged_out(browser, queue["base"])
+    browser.get(url)
+    wait_until("the job table", lambda: browser.find_element(By.ID, "app").is_displayed())
+    assert "code=" not in browser.current_url, "the code must leave the address bar"
+    assert queue["token"] not in browser.current_url
+    # The same link again, in a tab without a session: refused, the page asks for the token.
+    logged_out(browser, queue["base"])
+    browser.get(url)
+    wait_until("the refusal of a used link", lambda: "refused" in browser.find_element(By.ID, "login-error").text)
+    assert not browser.find_element(By.ID, "app").is_displayed()
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    browser.save_screenshot(os.path.join(ARTIFACTS, "queue-page-used-link.png"))
+    assert queue["token"] not in browser.current_url
+    # At the API: a used code gets 401, and a fresh one works once, as JSON only.
+    code = url.split("#code=", 1)[1]
+    assert exchange(queue, code)[0] == 401
+    fresh = queue["login_url"]().split("#code=", 1)[1]
+    assert exchange(queue, fresh, content_type="text/plain")[0] == 415
+    status, body = exchange(queue, fresh)
+    assert (status, body.get("token")) == (200, queue["token"])
+    assert exchange(queue, fresh)[0] == 401
 
 
 def test_a_job_progresses_to_completed_on_the_page(queue, browser):
-    browser.get(queue["url"])
+    browser.get(queue["login_url"]())
     wait_until("the job table", lambda: browser.find_element(By.ID, "app").is_displayed())
-    assert "token" not in browser.current_url, "the token must leave the address bar"
+    assert "code=" not in browser.current_url, "the code must leave the address bar"
     job_id = submit(queue, {
         "name": "web frames", "frames": "1-4", "chunk_size": 1,
         "commands": [["/bin/sh", "-c", "echo frame $FARM_FRAME; sleep 0.5"]],
@@ -148,7 +205,7 @@ def test_stop_and_restart_a_running_job_from_the_page(queue, browser):
         "name": "web long job",
         "commands": [["/bin/sh", "-c", 'echo started; while :; do echo x >> "$1"; sleep 0.1; done', "sh", str(beat)]],
     })
-    browser.get(queue["url"])
+    browser.get(queue["login_url"]())
     wait_until("Running", lambda: row_state(browser, job_id) == "Running")
     row(browser, job_id).click()
     wait_until("the live log", lambda: "started" in browser.find_element(By.ID, "log").text)
@@ -168,7 +225,7 @@ def test_stop_and_restart_a_running_job_from_the_page(queue, browser):
 
 
 def test_the_agents_are_listed_with_what_they_run(queue, browser):
-    browser.get(queue["url"])
+    browser.get(queue["login_url"]())
 
     def agents():
         rows = browser.find_elements(By.CSS_SELECTOR, "#agents tbody tr")

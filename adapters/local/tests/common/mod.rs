@@ -43,6 +43,16 @@ impl ServerProcess {
 
     /// Starts a server on `port` and waits until it listens.
     pub fn start_on(root: &Path, port: u16, args: &[&str]) -> ServerProcess {
+        ServerProcess::start_with_env(root, port, args, &[])
+    }
+
+    /// Starts a server on `port` with more variables in its environment.
+    pub fn start_with_env(
+        root: &Path,
+        port: u16,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> ServerProcess {
         std::fs::create_dir_all(root.join("logs")).unwrap();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -53,6 +63,7 @@ impl ServerProcess {
             .args(["queue", "serve", "--port", &port.to_string(), "--data-root"])
             .arg(root)
             .args(args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -243,6 +254,15 @@ pub fn processes_mentioning(text: &str) -> Vec<i32> {
         }
     }
     out
+}
+
+/// The environment of process `pid`, as `NAME=value` entries.
+pub fn environ_of(pid: i32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .unwrap_or_default()
+        .split(|b| *b == 0)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect()
 }
 
 /// Agent processes of the queue at `root`.
