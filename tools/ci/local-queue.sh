@@ -27,6 +27,8 @@
 # Usage: tools/ci/local-queue.sh [--with-cargo-tests]
 #   FARM_CI_VENV      virtualenv to use (default: $TMPDIR/farm-ci-venv)
 #   ST_MAX_EXAMPLES   schemathesis examples per operation (default 50)
+#   ST_SEED           schemathesis seed (default a fixed one, so CI is repeatable; set
+#                     ST_SEED=random to explore new cases)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -95,6 +97,7 @@ repo="$(pwd)"
   "$VENV/bin/st" --config-file "$repo/tools/ci/local-queue.schemathesis.toml" run "$repo/docs/http-scheduler.openapi.yaml" \
   --url "$url" \
   --max-examples "${ST_MAX_EXAMPLES:-50}" \
+  $( [ "${ST_SEED:-}" = random ] || echo --seed "${ST_SEED:-20261122}" ) \
   --exclude-checks positive_data_acceptance \
   --generation-database none \
   --no-color \
