@@ -40,6 +40,13 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// A temporary `.yaml` file holding `text`.
+fn yaml_file(text: &str) -> tempfile::NamedTempFile {
+    let file = tempfile::NamedTempFile::with_suffix(".yaml").unwrap();
+    std::fs::write(file.path(), text).unwrap();
+    file
+}
+
 fn empty_config() -> tempfile::NamedTempFile {
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), "farms: {}\n").unwrap();
@@ -215,12 +222,7 @@ fn submit_wait_reports_the_final_state_and_exit_status() {
         "hello from the farm\n"
     );
 
-    let failing = tempfile::NamedTempFile::with_suffix(".yaml").unwrap();
-    std::fs::write(
-        failing.path(),
-        "name: fails\ncommands: [[/bin/sh, -c, 'exit 3']]\n",
-    )
-    .unwrap();
+    let failing = yaml_file("name: fails\ncommands: [[/bin/sh, -c, 'exit 3']]\n");
     let out = farm_with_config(
         config.path(),
         &[
@@ -351,12 +353,9 @@ fn conformance_runs_selected_checks_and_writes_junit() {
 
 #[test]
 fn validate_lists_several_problems_of_one_request() {
-    let file = tempfile::NamedTempFile::with_suffix(".yaml").unwrap();
-    std::fs::write(
-        file.path(),
+    let file = yaml_file(
         "name: ''\ncommands: [[a, '{frame}']]\nenvironment: {'1X': a, FARM_Y: b}\nresources: {cpus: 0}\npriority: 5000\n",
-    )
-    .unwrap();
+    );
     let out = farm(&["-o", "json", "validate", file.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(4));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -397,12 +396,7 @@ fn a_second_failing_submit_still_reports_the_first_job() {
     assert_eq!(out.status.code(), Some(4));
     // ...so pass a request that loads but that the farm refuses: a dependency on a job the
     // simulator never issued.
-    let dep = tempfile::NamedTempFile::with_suffix(".yaml").unwrap();
-    std::fs::write(
-        dep.path(),
-        "name: dep\ncommands: [[true]]\ndepends_on: ['424242']\n",
-    )
-    .unwrap();
+    let dep = yaml_file("name: dep\ncommands: [[true]]\ndepends_on: ['424242']\n");
     let out = farm_with_config(
         config.path(),
         &[
