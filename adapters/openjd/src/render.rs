@@ -104,6 +104,7 @@ pub fn render(request: &JobRequest) -> Result<Bundle> {
             "openjd (an OpenJD job cannot wait for another farm job; submit the dependency first and wait for it)",
         ));
     }
+    refuse_crlf(request)?;
     let native = Native::read(request)?;
     let mut texts = Texts::default();
     let name = texts.name(&request.name);
@@ -270,6 +271,36 @@ fn ordered(value: &Value) -> serde_yaml::Value {
         Value::Array(items) => serde_yaml::Value::Sequence(items.iter().map(ordered).collect()),
         other => serde_yaml::to_value(other).expect("a JSON scalar is a YAML scalar"),
     }
+}
+
+/// OpenJD runtimes (openjd-sessions, checked with `openjd run`) deliver CR LF in an
+/// argument as LF: refused, so no value ever arrives altered.
+fn refuse_crlf(request: &JobRequest) -> Result<()> {
+    let problem = "contains CR LF, which OpenJD runtimes deliver as LF";
+    for (i, command) in request.commands.iter().enumerate() {
+        match command {
+            Command::Argv(argv) => {
+                if let Some(j) = argv.iter().position(|a| a.contains("\r\n")) {
+                    return Err(FarmError::invalid(format!("commands[{i}][{j}]"), problem));
+                }
+            }
+            Command::Shell(s) if s.contains("\r\n") => {
+                return Err(FarmError::invalid(format!("commands[{i}].shell"), problem));
+            }
+            Command::Shell(_) => {}
+        }
+    }
+    if let Some((k, _)) = request.environment.iter().find(|(_, v)| v.contains("\r\n")) {
+        return Err(FarmError::invalid(format!("environment.{k}"), problem));
+    }
+    if request
+        .working_directory
+        .as_deref()
+        .is_some_and(|d| d.contains("\r\n"))
+    {
+        return Err(FarmError::invalid("working_directory", problem));
+    }
+    Ok(())
 }
 
 /// `Command 1`, `Command 2`, ...
