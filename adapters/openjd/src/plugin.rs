@@ -1,0 +1,377 @@
+//! `OpenJdFarm`: the `FarmPlugin` for OpenJD bundles, run locally by `openjd run` or sent
+//! to AWS Deadline Cloud with the `deadline` CLI.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use farm_core::journal::{Journal, JournalEntry};
+use farm_core::{
+    Capabilities, CommandRunner, CommonSettings, EpochMillis, FarmError, FarmPlugin, FarmSpec,
+    InstallationMetadata, Job, JobFilter, JobId, JobRequest, LocalRunner, LogChunk, RenderedJob,
+    Result, now_millis, utf8_complete_len,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::client::{DeadlineCli, JobRecord, LocalRuns, new_local_id, write_bundle};
+use crate::config::{OpenJdSettings, Transport};
+use crate::parse;
+use crate::render;
+
+/// Most bytes one `read_log` call returns.
+pub const LOG_CHUNK_BYTES: u64 = 4 * 1024 * 1024;
+/// How long the deadline-cloud journal keeps a job.
+const RETENTION: Duration = Duration::from_secs(90 * 24 * 3600);
+
+/// What the deadline-cloud transport remembers of a job it submitted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Submitted {
+    /// Deadline Cloud's `job-...` id.
+    pub id: String,
+    /// The request's name.
+    pub name: String,
+    /// The request's render context.
+    pub render_context: Uuid,
+    /// The request's tags.
+    pub tags: Vec<String>,
+    /// When it was submitted.
+    pub submitted_ms: EpochMillis,
+    /// 1 + the times `start` requeued it.
+    pub attempt: u32,
+}
+
+impl JournalEntry for Submitted {
+    type Id = String;
+    fn id(&self) -> String {
+        self.id.clone()
+    }
+    fn recorded_ms(&self) -> EpochMillis {
+        self.submitted_ms
+    }
+}
+
+#[derive(Debug)]
+enum Backend {
+    Local(LocalRuns),
+    Deadline {
+        cli: DeadlineCli,
+        journal: Journal<Submitted>,
+        bundles: PathBuf,
+    },
+}
+
+/// An Open Job Description farm.
+#[derive(Debug)]
+pub struct OpenJdFarm {
+    name: String,
+    common: CommonSettings,
+    backend: Backend,
+}
+
+impl OpenJdFarm {
+    /// Builds farm `name` from its farms-file entry.
+    pub fn from_spec(name: &str, spec: &FarmSpec) -> Result<OpenJdFarm> {
+        let settings: OpenJdSettings = spec.settings_as(name)?;
+        OpenJdFarm::new(name, settings, spec.common())
+    }
+
+    /// Builds a farm from settings; the deadline-cloud transport runs the CLI locally.
+    pub fn new(name: &str, settings: OpenJdSettings, common: CommonSettings) -> Result<OpenJdFarm> {
+        let runner = Arc::new(LocalRunner::new(settings.command_timeout));
+        OpenJdFarm::with_runner(name, settings, common, runner)
+    }
+
+    /// Builds a farm whose `deadline` commands go through `runner` (tests replay recorded
+    /// output through it).
+    pub fn with_runner(
+        name: &str,
+        settings: OpenJdSettings,
+        common: CommonSettings,
+        runner: Arc<dyn CommandRunner>,
+    ) -> Result<OpenJdFarm> {
+        settings.validate(name)?;
+        let root = settings.data_root(name)?;
+        let backend = match settings.transport {
+            Transport::Local => Backend::Local(LocalRuns::new(
+                root,
+                settings.openjd_bin.clone(),
+                settings.stop_grace,
+            )),
+            Transport::DeadlineCloud => Backend::Deadline {
+                cli: DeadlineCli::new(
+                    runner,
+                    settings.deadline_bin.clone(),
+                    settings.farm_id.as_deref(),
+                    settings.queue_id.as_deref(),
+                    settings.profile.as_deref(),
+                    settings.region.as_deref(),
+                ),
+                journal: Journal::open(Some(root.join("journal")), RETENTION),
+                bundles: root.join("bundles"),
+            },
+        };
+        Ok(OpenJdFarm {
+            name: name.to_owned(),
+            common,
+            backend,
+        })
+    }
+
+    fn local_job(&self, runs: &LocalRuns, id: &JobId) -> Result<Job> {
+        let record = runs
+            .record(id.as_str())
+            .ok_or_else(|| FarmError::job_not_found(id.clone()))?;
+        let facts = runs.facts(&record.id, record.attempt);
+        let log_path = runs.log_path(&record.id, record.attempt);
+        let log = if facts.exit.is_some_and(|(c, _)| c != 0) {
+            read_tail(&log_path, 256 * 1024)
+        } else {
+            String::new()
+        };
+        let (state, reason, end) = parse::local_state(&facts, &log);
+        let mut job = Job::new(id.clone(), record.name.clone(), state);
+        job.native_state = Some(match facts.exit {
+            Some((code, _)) => format!("openjd run exited {code}"),
+            None if facts.started_ms.is_some() => "openjd run running".into(),
+            None => "launched".into(),
+        });
+        job.reason = reason;
+        job.attempt = record.attempt;
+        job.submit_time = Some(record.submitted_ms);
+        job.start_time = facts.started_ms.map(|s| s.max(record.submitted_ms));
+        job.end_time = end.map(|e| e.max(job.start_time.unwrap_or(record.submitted_ms)));
+        job.render_log_filename = Some(log_path.display().to_string());
+        job.render_context = Some(record.render_context);
+        job.tags = record.tags.clone();
+        Ok(job)
+    }
+
+    async fn deadline_job(
+        &self,
+        cli: &DeadlineCli,
+        journal: &Journal<Submitted>,
+        id: &JobId,
+    ) -> Result<Job> {
+        let text = cli.get(id).await?;
+        let mut job = parse::deadline_job_record(&parse::parse_deadline_job(&text)?)?;
+        if let Some(entry) = journal.get(&id.to_string()) {
+            job.render_context = Some(entry.render_context);
+            job.tags = entry.tags;
+            job.attempt = job.attempt.max(entry.attempt);
+            job.submit_time = job.submit_time.or(Some(entry.submitted_ms));
+        }
+        Ok(job)
+    }
+
+    fn unsupported(&self, operation: &'static str) -> FarmError {
+        FarmError::unsupported(operation, format!("openjd ({})", self.name))
+    }
+}
+
+fn read_tail(path: &std::path::Path, max: u64) -> String {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(max)));
+    let mut bytes = Vec::new();
+    let _ = f.read_to_end(&mut bytes);
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn chunk_of(bytes: &[u8], offset: u64, terminal: bool) -> LogChunk {
+    let start = (offset as usize).min(bytes.len());
+    let end = bytes.len().min(start + LOG_CHUNK_BYTES as usize);
+    let end = start + utf8_complete_len(&bytes[start..end]);
+    LogChunk {
+        data: String::from_utf8_lossy(&bytes[start..end]).into_owned(),
+        next_offset: end as u64,
+        complete: terminal && end == bytes.len(),
+    }
+}
+
+#[async_trait]
+impl FarmPlugin for OpenJdFarm {
+    fn adapter(&self) -> &str {
+        "openjd"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            stage_files: self.common.can_stage(),
+            list_jobs: true,
+            render_log: matches!(self.backend, Backend::Local(_)),
+            read_log: true,
+            stop: true,
+            start: true,
+            dependencies: false,
+            idempotent_submit: true,
+        }
+    }
+
+    async fn create_temp_directory(&self, render_context: Uuid) -> Result<String> {
+        self.common
+            .create_temp_directory("openjd", render_context)
+            .await
+    }
+
+    async fn copy_render_files(
+        &self,
+        files: &[PathBuf],
+        render_context: Uuid,
+    ) -> Result<BTreeMap<PathBuf, String>> {
+        self.common
+            .copy_render_files("openjd", files, render_context)
+            .await
+    }
+
+    async fn installation_metadata(&self) -> Result<InstallationMetadata> {
+        self.common.installation_metadata(&self.name)
+    }
+
+    async fn render_environment(&self, _render_context: Uuid) -> Result<BTreeMap<String, String>> {
+        Ok(self.common.render_environment())
+    }
+
+    async fn render(&self, request: &JobRequest) -> Result<RenderedJob> {
+        Ok(render::render(request)?.into_rendered())
+    }
+
+    async fn submit(&self, request: &JobRequest) -> Result<JobId> {
+        let bundle = self.render(request).await?;
+        match &self.backend {
+            Backend::Local(runs) => {
+                if let Some(id) = runs.ids().into_iter().find(|id| {
+                    runs.record(id)
+                        .is_some_and(|r| r.render_context == request.render_context)
+                }) {
+                    return Ok(JobId::new(id));
+                }
+                let record = JobRecord {
+                    id: new_local_id(),
+                    name: request.name.clone(),
+                    render_context: request.render_context,
+                    tags: request.tags.clone(),
+                    submitted_ms: now_millis(),
+                    attempt: 1,
+                    frames: request.frame_count(),
+                };
+                runs.create(&record, &bundle)?;
+                runs.launch(&record.id, 1)?;
+                Ok(JobId::new(record.id))
+            }
+            Backend::Deadline {
+                cli,
+                journal,
+                bundles,
+            } => {
+                if let Some(e) = journal
+                    .find(|e| e.render_context == request.render_context)
+                    .into_iter()
+                    .next()
+                {
+                    return Ok(JobId::new(e.id));
+                }
+                let dir = bundles.join(request.render_context.to_string());
+                write_bundle(&dir, &bundle)?;
+                let id = cli.submit(&dir).await?;
+                journal.record(Submitted {
+                    id: id.clone(),
+                    name: request.name.clone(),
+                    render_context: request.render_context,
+                    tags: request.tags.clone(),
+                    submitted_ms: now_millis(),
+                    attempt: 1,
+                });
+                Ok(JobId::new(id))
+            }
+        }
+    }
+
+    async fn job(&self, id: &JobId) -> Result<Job> {
+        match &self.backend {
+            Backend::Local(runs) => self.local_job(runs, id),
+            Backend::Deadline { cli, journal, .. } => self.deadline_job(cli, journal, id).await,
+        }
+    }
+
+    async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>> {
+        let ids: Vec<String> = match &self.backend {
+            Backend::Local(runs) => runs.ids(),
+            // Only this client's jobs: a queue holds every submitter's.
+            Backend::Deadline { journal, .. } => journal.all().into_iter().map(|e| e.id).collect(),
+        };
+        let mut out = Vec::new();
+        for id in ids {
+            match self.job(&JobId::new(id)).await {
+                Ok(job) if filter.matches(&job) => out.push(job),
+                Ok(_) | Err(FarmError::JobNotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn render_log_filename(&self, id: &JobId) -> Result<Option<String>> {
+        match &self.backend {
+            Backend::Local(_) => Ok(self.job(id).await?.render_log_filename),
+            Backend::Deadline { .. } => Err(self.unsupported("render_log_filename")),
+        }
+    }
+
+    async fn read_log(&self, id: &JobId, offset: u64) -> Result<LogChunk> {
+        let job = self.job(id).await?;
+        let terminal = job.state.is_terminal();
+        match &self.backend {
+            Backend::Local(_) => {
+                let path = job.render_log_filename.unwrap_or_default();
+                let bytes = std::fs::read(&path).unwrap_or_default();
+                Ok(chunk_of(&bytes, offset, terminal))
+            }
+            Backend::Deadline { cli, .. } => {
+                let text = cli.logs(id).await?;
+                Ok(chunk_of(text.as_bytes(), offset, terminal))
+            }
+        }
+    }
+
+    async fn start(&self, id: &JobId) -> Result<JobId> {
+        let job = self.job(id).await?;
+        if !job.state.is_terminal() {
+            return Ok(id.clone());
+        }
+        match &self.backend {
+            Backend::Local(runs) => {
+                let mut record = runs
+                    .record(id.as_str())
+                    .ok_or_else(|| FarmError::job_not_found(id.clone()))?;
+                record.attempt += 1;
+                runs.save(&record)?;
+                runs.launch(&record.id, record.attempt)?;
+            }
+            Backend::Deadline { cli, journal, .. } => {
+                cli.requeue(id).await?;
+                journal.update(&id.to_string(), |e| {
+                    e.attempt = e.attempt.max(job.attempt) + 1;
+                    true
+                });
+            }
+        }
+        Ok(id.clone())
+    }
+
+    async fn stop(&self, id: &JobId) -> Result<()> {
+        let job = self.job(id).await?;
+        if job.state.is_terminal() {
+            return Ok(());
+        }
+        match &self.backend {
+            Backend::Local(runs) => runs.stop(id.as_str(), job.attempt).await,
+            Backend::Deadline { cli, .. } => cli.cancel(id).await,
+        }
+    }
+}
