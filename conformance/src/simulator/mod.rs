@@ -9,6 +9,10 @@
 //!
 //! Each [`Flaw`] breaks one contract clause; the suite's own tests run the check aimed at
 //! each flaw and require it to fail, which proves every check can fail.
+//!
+//! The scheduler lives in `scheduler.rs`, the adapter in `adapter.rs`, the flaws and the
+//! check each is aimed at in `flaws.rs`; this file holds the configuration and registers
+//! the `simulator` adapter.
 
 mod adapter;
 mod flaws;
