@@ -1,7 +1,8 @@
 //! The conformance suite: behavioural checks every farm adapter must pass.
 //!
 //! - [`checks`]: small generic checks, one contract clause of
-//!   [`FarmPlugin`](farm_core::FarmPlugin) each, named as sentences.
+//!   [`FarmPlugin`](farm_core::FarmPlugin) each, named as sentences: plain `async fn`s,
+//!   listed once in [`for_each_check!`].
 //! - [`suite!`]: one line in an adapter's tests expands to one `#[tokio::test]` per check.
 //! - [`report::run_all`]: runs a selection against any farm and returns a [`Report`]
 //!   (what `farm conformance` prints as a table, JSON or JUnit XML).
@@ -52,16 +53,6 @@ where
     }
 }
 
-/// Panics unless `listed` names every check exactly once (keeps [`suite!`] complete).
-pub fn assert_lists_every_check(listed: &[&str]) {
-    let all: Vec<&str> = CHECKS.iter().map(|c| c.id).collect();
-    assert_eq!(
-        listed,
-        all.as_slice(),
-        "suite! must list every check, in order"
-    );
-}
-
 /// Expands to one `#[tokio::test]` per check against the farm an async factory builds.
 ///
 /// `suite!(factory)` runs always; `suite!(factory, gate = "VAR")` is for real schedulers:
@@ -81,50 +72,7 @@ macro_rules! suite {
         mod farm_conformance_suite {
             #[allow(unused_imports)]
             use super::*;
-            $crate::__suite_tests!($mode $factory, $gate;
-                a_submitted_job_is_visible_at_once,
-                a_successful_job_completes,
-                a_nonzero_exit_fails_with_the_exit_code_in_the_reason,
-                commands_run_in_order,
-                commands_stop_at_the_first_failure,
-                environment_values_arrive_exactly,
-                argv_elements_arrive_exactly,
-                the_working_directory_is_honoured,
-                every_frame_runs_with_its_chunk,
-                a_failed_frame_fails_the_job,
-                stopping_a_running_job_cancels_it_and_kills_its_processes,
-                stopping_a_waiting_job_cancels_it_before_it_runs,
-                stopping_a_finished_job_is_a_no_op,
-                starting_a_failed_job_runs_a_new_attempt,
-                starting_a_cancelled_job_runs_it_again,
-                starting_a_running_job_changes_nothing,
-                an_unknown_id_gives_job_not_found_from_job,
-                an_unknown_id_gives_job_not_found_from_stop,
-                an_unknown_id_gives_job_not_found_from_start,
-                an_unknown_id_gives_job_not_found_from_render_log_filename,
-                an_unknown_id_gives_job_not_found_from_read_log,
-                listing_includes_a_job_just_submitted,
-                listing_filters_by_state,
-                listing_filters_by_name,
-                listing_filters_by_tag,
-                the_render_log_holds_the_output,
-                the_render_log_grows_while_running,
-                the_temp_directory_is_stable_per_render_context,
-                copied_render_files_are_readable,
-                copying_a_missing_file_is_a_clear_error,
-                submitting_a_render_context_twice_gives_one_job,
-                a_job_the_scheduler_forgets_ends_failed_as_lost,
-                garbage_from_the_scheduler_is_an_error_not_a_state,
-                a_silent_scheduler_gives_unavailable,
-                a_dependent_job_waits_for_its_dependency,
-                a_job_depending_on_a_failed_job_never_runs,
-                rendering_is_deterministic,
-                rendering_an_invalid_request_names_the_field,
-                invalid_requests_never_reach_the_scheduler,
-                submit_sends_what_render_returns,
-                finished_jobs_carry_ordered_times,
-                installation_metadata_is_resolved_or_clearly_missing,
-            );
+            $crate::for_each_check!($crate::__suite_tests { $mode $factory, $gate; });
         }
     };
 }
@@ -133,16 +81,17 @@ macro_rules! suite {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __suite_tests {
-    (plain $factory:path, $gate:expr; $($id:ident),* $(,)?) => {
+    (plain $factory:path, $gate:expr;
+        $($file:ident::$id:ident: $selected_by:literal),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $id() {
                 $crate::run_suite_test(stringify!($id), $gate, || $factory()).await;
             }
         )*
-        $crate::__suite_tests!(@list $($id),*);
     };
-    (ignored $factory:path, $gate:expr; $($id:ident),* $(,)?) => {
+    (ignored $factory:path, $gate:expr;
+        $($file:ident::$id:ident: $selected_by:literal),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             #[ignore = "needs a real scheduler: run with --ignored and its gate variable set"]
@@ -150,12 +99,5 @@ macro_rules! __suite_tests {
                 $crate::run_suite_test(stringify!($id), $gate, || $factory()).await;
             }
         )*
-        $crate::__suite_tests!(@list $($id),*);
-    };
-    (@list $($id:ident),*) => {
-        #[test]
-        fn suite_lists_every_check() {
-            $crate::assert_lists_every_check(&[$(stringify!($id)),*]);
-        }
     };
 }
