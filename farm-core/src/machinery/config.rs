@@ -393,7 +393,7 @@ mod tests {
         let out = std::process::Command::new(&exe)
             .args([
                 "--exact",
-                "config::tests::unrelated_variables_are_ignored_and_bad_values_name_their_variable",
+                "machinery::config::tests::unrelated_variables_are_ignored_and_bad_values_name_their_variable",
                 "--nocapture",
             ])
             .env("FARM_ENVTEST_CHILD", "1")
@@ -406,7 +406,7 @@ mod tests {
         let bad = std::process::Command::new(&exe)
             .args([
                 "--exact",
-                "config::tests::a_bad_variable_value_names_the_variable",
+                "machinery::config::tests::a_bad_variable_value_names_the_variable",
                 "--nocapture",
             ])
             .env("FARM_ENVTEST_CHILD", "1")
