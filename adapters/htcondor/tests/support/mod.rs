@@ -54,7 +54,8 @@ impl SimFarm {
             settings,
             common,
             Arc::new(sim.clone()),
-        ));
+        )
+        .unwrap());
         SimFarm { farm, sim, dir }
     }
 
@@ -67,6 +68,7 @@ impl SimFarm {
             CommonSettings::default(),
             Arc::new(self.sim.clone()),
         )
+        .unwrap()
     }
 
     /// As a conformance test farm, with fault injection.
