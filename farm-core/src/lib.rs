@@ -24,9 +24,7 @@
 mod contract;
 mod machinery;
 
-pub use contract::{
-    command, error, frames, installation, job, plugin, request, resources, state,
-};
+pub use contract::{command, error, frames, installation, job, plugin, request, resources, state};
 pub use machinery::{
     config, exec, journal, katana, plan, registry, runner, script, secret, staging, tail,
 };

@@ -157,7 +157,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         Journal::in_state_directory(Some(dir.path().to_path_buf())).record(entry.clone());
         assert!(dir.path().join("jobs/4243.json").exists());
-        let read = Journal::in_state_directory(Some(dir.path().to_path_buf())).get(&4243).unwrap();
+        let read = Journal::in_state_directory(Some(dir.path().to_path_buf()))
+            .get(&4243)
+            .unwrap();
         assert_eq!(read, entry);
         assert_eq!(
             read.identity(),

@@ -6,9 +6,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use farm_core::{
-    Capabilities, CommandRunner, CommonSettings, FarmError, FarmPlugin, FarmSpec, Job,
-    JobFilter, JobId, JobRequest, KatanaServices, LocalRunner, LogChunk, RenderedJob, Result,
-    SshRunner, tail,
+    Capabilities, CommandRunner, CommonSettings, FarmError, FarmPlugin, FarmSpec, Job, JobFilter,
+    JobId, JobRequest, KatanaServices, LocalRunner, LogChunk, RenderedJob, Result, SshRunner, tail,
 };
 use uuid::Uuid;
 

@@ -798,7 +798,10 @@ mod tests {
         let read = parse::parse_log_read(&cli.read_log(&p, 6, 100).await.unwrap())
             .unwrap()
             .unwrap();
-        assert_eq!((read.size, read.bytes.as_slice()), (14, &b"\xff world\n"[..]));
+        assert_eq!(
+            (read.size, read.bytes.as_slice()),
+            (14, &b"\xff world\n"[..])
+        );
         let read = parse::parse_log_read(&cli.read_log(&p, 0, 5).await.unwrap())
             .unwrap()
             .unwrap();

@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use farm_core::{
-    Capabilities, CommandRunner, CommonSettings, FarmError, FarmPlugin, FarmSpec, Job,
-    JobFilter, JobId, JobRequest, JobState, KatanaServices, LocalRunner, LogChunk, RenderedJob,
-    Result, SshRunner, now_millis, tail,
+    Capabilities, CommandRunner, CommonSettings, FarmError, FarmPlugin, FarmSpec, Job, JobFilter,
+    JobId, JobRequest, JobState, KatanaServices, LocalRunner, LogChunk, RenderedJob, Result,
+    SshRunner, now_millis, tail,
 };
 use secrecy::SecretString;
 

@@ -121,7 +121,11 @@ impl KatanaServices {
     }
 
     /// `create_temp_directory`; `adapter` names the adapter kind in `Unsupported`.
-    pub async fn create_temp_directory(&self, adapter: &str, render_context: Uuid) -> Result<String> {
+    pub async fn create_temp_directory(
+        &self,
+        adapter: &str,
+        render_context: Uuid,
+    ) -> Result<String> {
         self.settings
             .create_temp_directory(adapter, render_context)
             .await
@@ -180,10 +184,15 @@ mod tests {
             render_plugin_dso_paths: BTreeMap::new(),
             renderboot_command: None,
         });
-        spec.render_environment.insert("LICENSE".into(), "4101@lic".into());
+        spec.render_environment
+            .insert("LICENSE".into(), "4101@lic".into());
         let services = KatanaServices::new("studio-a", spec.common());
         assert_eq!(
-            services.installation_metadata().unwrap().renderboot_command.as_deref(),
+            services
+                .installation_metadata()
+                .unwrap()
+                .renderboot_command
+                .as_deref(),
             Some("/opt/Katana/bin/renderboot")
         );
         assert_eq!(services.render_environment()["LICENSE"], "4101@lic");

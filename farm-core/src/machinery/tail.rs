@@ -106,7 +106,6 @@ pub fn utf8_complete_len(bytes: &[u8]) -> usize {
     bytes.len()
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

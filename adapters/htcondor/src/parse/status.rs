@@ -364,4 +364,3 @@ pub fn cluster_job(cluster: u32, procs: &[ProcAd], missing: &[u32], judge: Judge
     }
     job
 }
-

@@ -184,4 +184,3 @@ pub fn format_log_time(secs: i64) -> String {
         .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
         .unwrap_or_default()
 }
-

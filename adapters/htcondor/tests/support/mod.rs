@@ -49,13 +49,9 @@ impl SimFarm {
             render_environment: [("FOUNDRY_LICENSE".to_owned(), "4101@licserver".to_owned())]
                 .into(),
         };
-        let farm = Arc::new(CondorFarm::with_runner(
-            "sim",
-            settings,
-            common,
-            Arc::new(sim.clone()),
-        )
-        .unwrap());
+        let farm = Arc::new(
+            CondorFarm::with_runner("sim", settings, common, Arc::new(sim.clone())).unwrap(),
+        );
         SimFarm { farm, sim, dir }
     }
 

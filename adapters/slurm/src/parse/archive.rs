@@ -171,4 +171,3 @@ pub fn sacct_is_disabled(stderr: &str, stdout: &str) -> bool {
     text.contains("accounting storage is disabled")
         || text.contains("Slurm accounting storage is disabled")
 }
-

@@ -23,8 +23,8 @@ mod archive;
 mod states;
 
 pub use archive::{SACCT_FORMAT, parse_jobcomp, parse_sacct, sacct_is_disabled};
-pub use states::{ExitStatus, SLURM_STATES, SlurmState, map_state};
 use states::lookup;
+pub use states::{ExitStatus, SLURM_STATES, SlurmState, map_state};
 
 /// Which task(s) of a job a record describes.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -164,4 +164,3 @@ pub(super) fn lookup(word: &str) -> Option<&'static SlurmState> {
         .iter()
         .find(|s| s.name == word || (!s.code.is_empty() && s.code == word))
 }
-
