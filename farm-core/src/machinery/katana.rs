@@ -110,7 +110,7 @@ impl KatanaServices {
         &self.farm
     }
 
-    /// The settings the services answer from.
+    /// The settings the services answer from (staging goes through them directly).
     pub fn settings(&self) -> &CommonSettings {
         &self.settings
     }
@@ -118,29 +118,6 @@ impl KatanaServices {
     /// Whether `stage_files` can be offered: a staging root is configured.
     pub fn can_stage(&self) -> bool {
         self.settings.can_stage()
-    }
-
-    /// `create_temp_directory`; `adapter` names the adapter kind in `Unsupported`.
-    pub async fn create_temp_directory(
-        &self,
-        adapter: &str,
-        render_context: Uuid,
-    ) -> Result<String> {
-        self.settings
-            .create_temp_directory(adapter, render_context)
-            .await
-    }
-
-    /// `copy_render_files`; `adapter` names the adapter kind in `Unsupported`.
-    pub async fn copy_render_files(
-        &self,
-        adapter: &str,
-        files: &[PathBuf],
-        render_context: Uuid,
-    ) -> Result<BTreeMap<PathBuf, String>> {
-        self.settings
-            .copy_render_files(adapter, files, render_context)
-            .await
     }
 
     /// `installation_metadata`, resolved, or a `Config` error naming the farm.
