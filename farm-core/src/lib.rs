@@ -13,35 +13,30 @@
 //!   `Arc<dyn FarmPlugin>` from it.
 //! - [`Journal`]: what an adapter submitted, kept on disk so the next `farm` process still
 //!   knows a job the scheduler forgot.
+//! - [`KatanaServices`], [`tail`]: the Katana operations answered from configuration and
+//!   render-log tailing, so adapters implement only what is scheduler-specific.
+//!
+//! The source keeps the two halves apart: `src/contract/` is what adapters implement and
+//! callers hold (trait, types, errors, requests, frames, validation); `src/machinery/` is
+//! what adapters share (plan, script, exec, runner, journal, staging, tailing,
+//! configuration). Both are public here, at the crate root, module by module.
 
-pub mod command;
-pub mod config;
-pub mod error;
-pub mod exec;
-pub mod frames;
-pub mod installation;
-pub mod job;
-pub mod journal;
-pub mod plan;
-pub mod plugin;
-pub mod registry;
-pub mod request;
-pub mod resources;
-pub mod runner;
-pub mod script;
-pub mod secret;
-pub mod staging;
-pub mod state;
+mod contract;
+mod machinery;
+
+pub use contract::{command, error, frames, installation, job, plugin, request, resources, state};
+pub use machinery::{
+    config, exec, journal, katana, plan, registry, runner, script, secret, staging, tail,
+};
 
 pub use command::{Command, Placeholder};
 pub use config::{CommonSettings, FarmSpec, FarmsConfig};
 pub use error::{ErrorKind, FarmError, Result};
 pub use frames::{Chunk, FrameSet, FrameSetError};
 pub use installation::InstallationMetadata;
-pub use job::{
-    EpochMillis, Job, JobFilter, JobId, LogChunk, Progress, now_millis, utf8_complete_len,
-};
+pub use job::{EpochMillis, Job, JobFilter, JobId, LogChunk, Progress, now_millis};
 pub use journal::{Journal, JournalEntry};
+pub use katana::KatanaServices;
 pub use plan::{Step, Task};
 pub use plugin::{Capabilities, FarmPlugin, FarmPluginExt, RenderedFile, RenderedJob, WaitOptions};
 pub use registry::{AdapterFactory, AdapterRegistry};
@@ -50,6 +45,7 @@ pub use resources::{MemorySize, Resources, TimeLimit};
 pub use runner::{CommandOutput, CommandRunner, LocalRunner, SshRunner};
 pub use staging::SharedStaging;
 pub use state::JobState;
+pub use tail::utf8_complete_len;
 
 /// Re-exported so adapters and tests name the same versions.
 pub use async_trait::async_trait;

@@ -29,7 +29,8 @@ fn python_farm_with(script_name: &str) -> TestFarm {
         timeout: Duration::from_secs(20),
         options: serde_json::json!({ "installation": { "katana_root": "/opt/Katana7.0v1" } }),
     };
-    let farm = ExternalFarm::start("python-example", settings).expect("start the example adapter");
+    let farm = ExternalFarm::from_settings("python-example", settings, Default::default())
+        .expect("start the example adapter");
     let mut suite = SuiteSettings::new(scratch.path());
     suite.job_timeout = Duration::from_secs(30);
     TestFarm::new(Arc::new(farm))

@@ -7,7 +7,7 @@ use farm_external::{ExternalFarm, ExternalSettings};
 
 /// An adapter in a few lines of shell-driven python whose behaviour per method is given.
 fn farm(program: &str, timeout: Duration) -> farm_core::Result<ExternalFarm> {
-    ExternalFarm::start(
+    ExternalFarm::from_settings(
         "t",
         ExternalSettings {
             command: vec!["python3".into(), "-c".into(), program.into()],
@@ -16,6 +16,7 @@ fn farm(program: &str, timeout: Duration) -> farm_core::Result<ExternalFarm> {
             timeout,
             options: serde_json::Value::Null,
         },
+        Default::default(),
     )
 }
 
@@ -98,7 +99,7 @@ reply({{"id": c["id"], "result": {{"id": c["params"]["id"], "name": "x", "state"
 
 #[test]
 fn a_program_that_cannot_start_or_speaks_another_protocol_is_a_config_error() {
-    let err = ExternalFarm::start(
+    let err = ExternalFarm::from_settings(
         "t",
         ExternalSettings {
             command: vec!["/nonexistent/adapter".into()],
@@ -107,6 +108,7 @@ fn a_program_that_cannot_start_or_speaks_another_protocol_is_a_config_error() {
             timeout: Duration::from_secs(2),
             options: serde_json::Value::Null,
         },
+        Default::default(),
     )
     .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config);

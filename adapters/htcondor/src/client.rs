@@ -45,7 +45,7 @@ impl Constraint {
     pub fn farm_jobs() -> Constraint {
         Constraint(format!(
             "{} =!= undefined",
-            crate::render::attr::RENDER_CONTEXT
+            crate::vocabulary::attr::RENDER_CONTEXT
         ))
     }
 
@@ -53,7 +53,7 @@ impl Constraint {
     pub fn render_context(context: uuid::Uuid) -> Constraint {
         Constraint(format!(
             "{} =?= \"{context}\"",
-            crate::render::attr::RENDER_CONTEXT
+            crate::vocabulary::attr::RENDER_CONTEXT
         ))
     }
 
@@ -63,7 +63,7 @@ impl Constraint {
         Constraint(format!(
             "{} && stringListMember(\"{tag}\", {})",
             self.0,
-            crate::render::attr::TAGS
+            crate::vocabulary::attr::TAGS
         ))
     }
 
@@ -73,7 +73,7 @@ impl Constraint {
         Constraint(format!(
             "{} && {} =?= \"{encoded}\"",
             self.0,
-            crate::render::attr::NAME
+            crate::vocabulary::attr::NAME
         ))
     }
 

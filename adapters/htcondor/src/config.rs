@@ -165,7 +165,7 @@ impl CondorSettings {
                 self.log_directory
             ));
         }
-        if let Err(problem) = crate::render::check_directory(&self.log_directory) {
+        if let Err(problem) = crate::vocabulary::check_directory(&self.log_directory) {
             return Err(format!("log_directory: {problem}"));
         }
         if self.command_timeout.is_zero() {

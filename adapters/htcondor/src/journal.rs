@@ -11,9 +11,6 @@
 //! No request is stored: `start` resubmits the job directory's `job.sub`, found through the
 //! user log path.
 
-use std::path::PathBuf;
-use std::time::Duration;
-
 use farm_core::journal::JournalEntry;
 use farm_core::{EpochMillis, Job};
 use serde::{Deserialize, Serialize};
@@ -22,7 +19,7 @@ use uuid::Uuid;
 use crate::parse::ProcAd;
 
 /// Entries older than this are dropped when the journal is opened (as for Slurm).
-pub const RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+pub use farm_core::journal::RETENTION;
 
 /// What the adapter remembers about one cluster it submitted (or found by render context).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,6 +64,10 @@ impl JournalEntry for Entry {
 
     fn recorded_ms(&self) -> EpochMillis {
         self.submitted_ms
+    }
+
+    fn finished_mut(&mut self) -> Option<&mut Option<Job>> {
+        Some(&mut self.finished)
     }
 }
 
@@ -128,13 +129,8 @@ impl Entry {
     }
 }
 
-/// The adapter's journal.
+/// The adapter's journal: farm-core's, filing [`Entry`]s.
 pub type Journal = farm_core::Journal<Entry>;
-
-/// Opens the journal in `dir` (in memory only when `None` or unusable).
-pub fn open(dir: Option<PathBuf>) -> Journal {
-    farm_core::Journal::open(dir.map(|d| d.join("jobs")), RETENTION)
-}
 
 #[cfg(test)]
 mod tests {
@@ -159,9 +155,11 @@ mod tests {
         assert_eq!(entry.tags, ["show:x", "run:2"]);
         assert_eq!(entry.submitted_ms, qdate * 1000);
         let dir = tempfile::tempdir().unwrap();
-        open(Some(dir.path().to_path_buf())).record(entry.clone());
+        Journal::in_state_directory(Some(dir.path().to_path_buf())).record(entry.clone());
         assert!(dir.path().join("jobs/4243.json").exists());
-        let read = open(Some(dir.path().to_path_buf())).get(&4243).unwrap();
+        let read = Journal::in_state_directory(Some(dir.path().to_path_buf()))
+            .get(&4243)
+            .unwrap();
         assert_eq!(read, entry);
         assert_eq!(
             read.identity(),

@@ -31,6 +31,7 @@ pub mod parse;
 pub mod plugin;
 pub mod render;
 pub mod syntax;
+pub mod vocabulary;
 
 use std::sync::Arc;
 

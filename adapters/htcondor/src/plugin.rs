@@ -1,21 +1,19 @@
 //! [`CondorFarm`]: the [`FarmPlugin`] implementation, wiring render, client and parse.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use farm_core::{
-    Capabilities, CommandRunner, CommonSettings, FarmError, FarmPlugin, FarmSpec,
-    InstallationMetadata, Job, JobFilter, JobId, JobRequest, LocalRunner, LogChunk, RenderedJob,
-    Result, SshRunner,
+    Capabilities, CommandRunner, CommonSettings, FarmError, FarmPlugin, FarmSpec, Job, JobFilter,
+    JobId, JobRequest, KatanaServices, LocalRunner, LogChunk, RenderedJob, Result, SshRunner, tail,
 };
 use uuid::Uuid;
 
 use crate::client::{CondorCli, Constraint};
 use crate::config::CondorSettings;
-use crate::journal::{self, Entry, Journal};
+use crate::journal::{Entry, Journal};
 use crate::parse::{self, Action, ActionOutcome, Judge, ProcAd};
 use crate::render::{self, JobLayout, SUBMIT_FILE, attr};
 
@@ -24,9 +22,8 @@ pub const ADAPTER: &str = "htcondor";
 
 /// A farm driven through HTCondor's command-line tools.
 pub struct CondorFarm {
-    name: String,
     settings: CondorSettings,
-    common: CommonSettings,
+    katana: KatanaServices,
     cli: CondorCli,
     /// Clusters this host submitted, kept on disk for later processes: a job the scheduler
     /// forgot is reported lost rather than unknown, with what is needed to find its user log.
@@ -38,7 +35,7 @@ pub struct CondorFarm {
 impl std::fmt::Debug for CondorFarm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CondorFarm")
-            .field("name", &self.name)
+            .field("name", &self.katana.farm())
             .field("cli", &self.cli)
             .field("journal", &self.journal)
             .finish_non_exhaustive()
@@ -52,11 +49,31 @@ struct Snapshot {
     layout: Option<JobLayout>,
 }
 
+impl Snapshot {
+    /// The cluster the job now runs as (a restart runs under a new one).
+    fn cluster(&self, id: &JobId) -> Result<u32> {
+        self.job
+            .id
+            .as_str()
+            .parse::<u32>()
+            .map_err(|_| FarmError::job_not_found(id))
+    }
+}
+
 impl CondorFarm {
     /// Builds farm `name` from its farms-file entry: settings checked, commands run locally
     /// or over ssh as configured.
     pub fn from_spec(name: &str, spec: &FarmSpec) -> Result<CondorFarm> {
         let settings = CondorSettings::from_spec(name, spec)?;
+        CondorFarm::from_settings(name, settings, spec.common())
+    }
+
+    /// Builds a farm from settings, running commands locally or over ssh as they say.
+    pub fn from_settings(
+        name: &str,
+        settings: CondorSettings,
+        common: CommonSettings,
+    ) -> Result<CondorFarm> {
         let runner: Arc<dyn CommandRunner> = match &settings.ssh {
             Some(ssh) => Arc::new(SshRunner::new(
                 ssh.destination.clone(),
@@ -71,12 +88,7 @@ impl CondorFarm {
                 Arc::new(local)
             }
         };
-        Ok(CondorFarm::with_runner(
-            name,
-            settings,
-            spec.common(),
-            runner,
-        ))
+        CondorFarm::with_runner(name, settings, common, runner)
     }
 
     /// A farm running its commands through `runner` (a simulator in tests). Its journal is
@@ -87,15 +99,14 @@ impl CondorFarm {
         settings: CondorSettings,
         common: CommonSettings,
         runner: Arc<dyn CommandRunner>,
-    ) -> CondorFarm {
-        CondorFarm {
-            name: name.to_owned(),
+    ) -> Result<CondorFarm> {
+        Ok(CondorFarm {
             cli: CondorCli::new(runner, &settings),
-            journal: journal::open(settings.journal_directory(name)),
+            journal: Journal::in_state_directory(settings.journal_directory(name)),
             settings,
-            common,
+            katana: KatanaServices::new(name, common),
             submit_lock: tokio::sync::Mutex::new(()),
-        }
+        })
     }
 
     /// The settings in use.
@@ -342,13 +353,8 @@ impl CondorFarm {
                 _ => job,
             };
         }
-        let finished = job.state.is_terminal().then_some(&job);
-        if entry.finished.as_ref() != finished {
-            self.journal.update(&entry.cluster, |e| {
-                e.finished = finished.cloned();
-                true
-            });
-        }
+        self.journal
+            .set_finished(&entry.cluster, job.state.is_terminal().then_some(&job));
         job
     }
 
@@ -407,7 +413,7 @@ impl FarmPlugin for CondorFarm {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            stage_files: self.common.can_stage(),
+            stage_files: self.katana.can_stage(),
             list_jobs: true,
             render_log: true,
             read_log: true,
@@ -420,28 +426,8 @@ impl FarmPlugin for CondorFarm {
         }
     }
 
-    async fn create_temp_directory(&self, render_context: Uuid) -> Result<String> {
-        self.common
-            .create_temp_directory(ADAPTER, render_context)
-            .await
-    }
-
-    async fn copy_render_files(
-        &self,
-        files: &[PathBuf],
-        render_context: Uuid,
-    ) -> Result<BTreeMap<PathBuf, String>> {
-        self.common
-            .copy_render_files(ADAPTER, files, render_context)
-            .await
-    }
-
-    async fn installation_metadata(&self) -> Result<InstallationMetadata> {
-        self.common.installation_metadata(&self.name)
-    }
-
-    async fn render_environment(&self, _render_context: Uuid) -> Result<BTreeMap<String, String>> {
-        Ok(self.common.render_environment())
+    fn katana_services(&self) -> Option<&KatanaServices> {
+        Some(&self.katana)
     }
 
     async fn render(&self, request: &JobRequest) -> Result<RenderedJob> {
@@ -454,7 +440,7 @@ impl FarmPlugin for CondorFarm {
             return Err(self.unsupported("submit with depends_on"));
         }
         let rendered = render::render(request, &self.settings)?;
-        let layout = JobLayout::for_request(request, &self.settings);
+        let layout = JobLayout::for_request(request, &self.settings.log_directory);
         let _one_at_a_time = self.submit_lock.lock().await;
         if let Some(existing) = self.find_by_context(request.render_context).await? {
             return Ok(JobId::new(existing.to_string()));
@@ -561,25 +547,17 @@ impl FarmPlugin for CondorFarm {
 
     async fn read_log(&self, id: &JobId, offset: u64) -> Result<LogChunk> {
         let job = self.snapshot_of(id).await?.job;
-        let terminal = job.state.is_terminal();
-        let Some(path) = job.render_log_filename else {
-            return Ok(LogChunk {
-                data: String::new(),
-                next_offset: offset,
-                complete: terminal,
-            });
-        };
-        read_from(&path, offset, terminal).await
+        tail::read_log_file(
+            job.render_log_filename.as_deref(),
+            offset,
+            job.state.is_terminal(),
+        )
+        .await
     }
 
     async fn start(&self, id: &JobId) -> Result<JobId> {
         let snapshot = self.snapshot_of(id).await?;
-        let cluster = snapshot
-            .job
-            .id
-            .as_str()
-            .parse::<u32>()
-            .map_err(|_| FarmError::job_not_found(id))?;
+        let cluster = snapshot.cluster(id)?;
         let held_in_queue = snapshot
             .procs
             .iter()
@@ -640,12 +618,7 @@ impl FarmPlugin for CondorFarm {
         if snapshot.job.state.is_terminal() {
             return Ok(());
         }
-        let cluster = snapshot
-            .job
-            .id
-            .as_str()
-            .parse::<u32>()
-            .map_err(|_| FarmError::job_not_found(id))?;
+        let cluster = snapshot.cluster(id)?;
         let out = self.cli.act(Action::Remove, cluster).await?;
         match parse::parse_action(Action::Remove, cluster, &out)? {
             ActionOutcome::Done | ActionOutcome::NothingToDo => Ok(()),
@@ -654,156 +627,11 @@ impl FarmPlugin for CondorFarm {
 }
 
 /// Most bytes one `read_log` call returns; the caller continues from `next_offset`.
-pub const LOG_CHUNK_BYTES: u64 = 1024 * 1024;
-
-/// Reads at most [`LOG_CHUNK_BYTES`] of a log from `offset`. While the job runs, the bytes
-/// of a UTF-8 character cut by a concurrent write (or by the size cap) are left for the next
-/// read, so a tail never shows a broken character. Once the job is terminal and the read
-/// reaches the end, nothing more will come: dangling bytes (a renderer killed mid-write,
-/// binary output) are returned lossily and the log is `complete`, so a follower stops.
-async fn read_from(path: &str, offset: u64, terminal: bool) -> Result<LogChunk> {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    let failed = |e| FarmError::io(format!("cannot read render log {path}"), e);
-    let mut file = match tokio::fs::File::open(path).await {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(LogChunk {
-                data: String::new(),
-                next_offset: offset,
-                complete: terminal,
-            });
-        }
-        Err(e) => return Err(failed(e)),
-    };
-    let size = file.metadata().await.map_err(failed)?.len();
-    let want = size.saturating_sub(offset).min(LOG_CHUNK_BYTES);
-    let mut bytes = Vec::with_capacity(want as usize);
-    if want > 0 {
-        file.seek(std::io::SeekFrom::Start(offset))
-            .await
-            .map_err(failed)?;
-        file.take(want)
-            .read_to_end(&mut bytes)
-            .await
-            .map_err(failed)?;
-    }
-    let reached_end = offset + bytes.len() as u64 >= size;
-    let keep = if terminal && reached_end {
-        bytes.len()
-    } else {
-        farm_core::utf8_complete_len(&bytes)
-    };
-    let next_offset = offset + keep as u64;
-    Ok(LogChunk {
-        data: String::from_utf8_lossy(&bytes[..keep]).into_owned(),
-        next_offset,
-        complete: terminal && next_offset >= size,
-    })
-}
+pub use farm_core::tail::LOG_CHUNK_BYTES;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn a_finished_log_ending_inside_a_character_is_complete() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("render.1.log");
-        // A renderer killed in the middle of writing "€" (e2 82 ac).
-        std::fs::write(&path, b"frame 1 \xff ok \xe2\x82").unwrap();
-        let p = path.display().to_string();
-        let running = read_from(&p, 0, false).await.unwrap();
-        assert_eq!(
-            (running.data.as_str(), running.next_offset, running.complete),
-            ("frame 1 \u{fffd} ok ", 13, false)
-        );
-        let done = read_from(&p, running.next_offset, true).await.unwrap();
-        assert_eq!(
-            (done.data.as_str(), done.next_offset, done.complete),
-            ("\u{fffd}", 15, true)
-        );
-        let whole = read_from(&p, 0, true).await.unwrap();
-        assert_eq!(
-            (whole.data.as_str(), whole.next_offset, whole.complete),
-            ("frame 1 \u{fffd} ok \u{fffd}", 15, true)
-        );
-    }
-
-    #[tokio::test]
-    async fn one_read_returns_at_most_a_chunk_and_following_it_gets_every_byte() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("render.2.log");
-        // "é" (2 bytes) straddles the chunk boundary; the log is two and a half chunks.
-        let chunk = LOG_CHUNK_BYTES as usize;
-        let mut text = "a".repeat(chunk - 1);
-        text.push('é');
-        while text.len() < chunk * 5 / 2 {
-            text.push_str("frame ✓ done\n");
-        }
-        std::fs::write(&path, &text).unwrap();
-        let p = path.display().to_string();
-        let first = read_from(&p, 0, true).await.unwrap();
-        assert_eq!((first.data.len(), first.complete), (chunk - 1, false));
-        let (mut got, mut offset, mut reads) = (first.data, first.next_offset, 1);
-        loop {
-            let next = read_from(&p, offset, true).await.unwrap();
-            assert!(
-                next.data.len() <= chunk,
-                "{} bytes in one read",
-                next.data.len()
-            );
-            got.push_str(&next.data);
-            offset = next.next_offset;
-            reads += 1;
-            if next.complete {
-                break;
-            }
-            assert!(reads < 10, "the log never completed");
-        }
-        assert_eq!(reads, 3);
-        assert_eq!(got, text);
-        assert_eq!(offset, text.len() as u64);
-    }
-
-    #[test]
-    fn only_a_sequence_cut_at_the_end_is_held_back() {
-        for (bytes, keep) in [
-            (&b"abc"[..], 3),
-            (b"", 0),
-            (b"ab\xc3", 2),
-            (b"ab\xe2\x82", 2),
-            (b"ab\xf0\x9f\x8e", 2),
-            (b"ab\xf0\x9f\x8e\xac", 6),
-            (b"\xff\xe2\x82", 1),
-            // Not the start of any character: shown lossily, never held back.
-            (b"ab\xff", 3),
-            (b"ab\xe0\x80", 4),
-            (b"ab\x82", 3),
-        ] {
-            assert_eq!(farm_core::utf8_complete_len(bytes), keep, "{bytes:x?}");
-        }
-    }
-
-    #[tokio::test]
-    async fn log_reads_never_split_a_character() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("render.1.log");
-        let text = "frame 1 é\n".as_bytes();
-        std::fs::write(&path, &text[..text.len() - 2]).unwrap();
-        let p = path.display().to_string();
-        let first = read_from(&p, 0, false).await.unwrap();
-        assert_eq!(first.data, "frame 1 ");
-        assert!(!first.complete);
-        std::fs::write(&path, text).unwrap();
-        let rest = read_from(&p, first.next_offset, true).await.unwrap();
-        assert_eq!(rest.data, "é\n");
-        assert!(rest.complete);
-        let missing = read_from("/nonexistent/render.log", 5, true).await.unwrap();
-        assert_eq!(
-            (missing.data.as_str(), missing.next_offset, missing.complete),
-            ("", 5, true)
-        );
-    }
 
     #[test]
     fn expected_procs_take_the_largest_record() {

@@ -31,13 +31,10 @@ use farm_core::{FarmError, JobRequest, Placeholder, RenderedFile, RenderedJob, R
 
 use crate::config::CondorSettings;
 use crate::syntax::{self, Piece};
+pub use crate::vocabulary::{
+    JobLayout, SUBMIT_FILE, USER_LOG_FILE, WRAPPER_FILE, attr, check_directory,
+};
 
-/// The submit description's file name in the job directory.
-pub const SUBMIT_FILE: &str = "job.sub";
-/// The wrapper script's file name.
-pub const WRAPPER_FILE: &str = "task.sh";
-/// HTCondor's per-job user (event) log.
-pub const USER_LOG_FILE: &str = "condor.log";
 /// The DAGMan description written for requests with dependencies.
 pub const DAG_FILE: &str = "farm.dag";
 /// The DAGMan PRE script that waits for dependencies.
@@ -80,94 +77,6 @@ const LAUNCHER_IN_DIR: &str =
 /// `$0` of the launcher.
 pub const LAUNCHER_NAME: &str = "farm-task";
 
-/// Custom job attributes the adapter sets and reads back.
-pub mod attr {
-    /// The request's name, percent-encoded ([`crate::syntax::percent_encode`]).
-    pub const NAME: &str = "FarmName";
-    /// The render context (idempotency key).
-    pub const RENDER_CONTEXT: &str = "FarmRenderContext";
-    /// Tags, comma-separated (tags never hold commas).
-    pub const TAGS: &str = "FarmTags";
-    /// Which run of the job this cluster is, from 1.
-    pub const ATTEMPT: &str = "FarmAttempt";
-    /// Procs in the cluster (tasks of the request).
-    pub const TASKS: &str = "FarmTasks";
-    /// Frames in the request.
-    pub const FRAMES: &str = "FarmFrames";
-    /// Frames per task.
-    pub const CHUNK_SIZE: &str = "FarmChunkSize";
-    /// The cluster a restart replaced.
-    pub const RESTART_OF: &str = "FarmRestartOf";
-}
-
-/// Where one job's files live.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobLayout {
-    dir: String,
-}
-
-impl JobLayout {
-    /// `<log_directory>/<render context>`, the request's log directory first.
-    pub fn for_request(request: &JobRequest, settings: &CondorSettings) -> JobLayout {
-        let base = request
-            .log_directory
-            .as_deref()
-            .unwrap_or(&settings.log_directory);
-        // HTCondor collapses runs of separators in the user log path (`UserLog`); do the
-        // same so the paths the adapter computes are the ones HTCondor uses.
-        let mut collapsed = String::with_capacity(base.len());
-        for c in base.chars() {
-            if !(c == '/' && collapsed.ends_with('/')) {
-                collapsed.push(c);
-            }
-        }
-        let base = collapsed.trim_end_matches('/');
-        JobLayout {
-            dir: format!("{base}/{}", request.render_context),
-        }
-    }
-
-    /// The layout of a job whose user log is at `user_log` (the `UserLog` attribute).
-    pub fn from_user_log(user_log: &str) -> Option<JobLayout> {
-        let dir = user_log.strip_suffix(USER_LOG_FILE)?.strip_suffix('/')?;
-        (!dir.is_empty()).then(|| JobLayout {
-            dir: dir.to_owned(),
-        })
-    }
-
-    /// The job directory.
-    pub fn dir(&self) -> &str {
-        &self.dir
-    }
-
-    /// A file in the job directory.
-    pub fn file(&self, name: &str) -> String {
-        format!("{}/{name}", self.dir)
-    }
-
-    /// HTCondor's user log.
-    pub fn user_log(&self) -> String {
-        self.file(USER_LOG_FILE)
-    }
-
-    /// The render log of the attempt running as `cluster`.
-    pub fn render_log(&self, cluster: u32) -> String {
-        self.file(&format!("render.{cluster}.log"))
-    }
-}
-
-/// Why a job directory cannot hold HTCondor's files at the path the adapter computes.
-pub fn check_directory(dir: &str) -> std::result::Result<(), &'static str> {
-    syntax::check_value(dir)?;
-    if dir.contains('\\') {
-        // HTCondor rewrites `\` next to `/` in the user log path (Windows separators).
-        return Err(
-            "contains a backslash, which HTCondor treats as a path separator in `log` paths",
-        );
-    }
-    Ok(())
-}
-
 /// How the request's commands reach the job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -179,7 +88,7 @@ pub enum Mode {
 
 /// Which [`Mode`] a valid request is rendered in.
 pub fn mode(request: &JobRequest, settings: &CondorSettings) -> Mode {
-    let layout = JobLayout::for_request(request, settings);
+    let layout = JobLayout::for_request(request, &settings.log_directory);
     if direct_lines(request, &layout).is_some() {
         Mode::Direct
     } else {
@@ -289,7 +198,7 @@ pub fn launcher_argv(request: &JobRequest, render_log: &str) -> Vec<String> {
 /// mode) and, for a request with dependencies, a DAGMan description and its PRE script.
 pub fn render(request: &JobRequest, settings: &CondorSettings) -> Result<RenderedJob> {
     request.validate()?;
-    let layout = JobLayout::for_request(request, settings);
+    let layout = JobLayout::for_request(request, &settings.log_directory);
     let field = if request.log_directory.is_some() {
         "log_directory"
     } else {
@@ -503,7 +412,7 @@ fn dependency_clusters(request: &JobRequest) -> Result<Vec<u32>> {
         .iter()
         .enumerate()
         .map(|(i, dep)| {
-            crate::parse::cluster_id(dep).ok_or_else(|| {
+            crate::vocabulary::cluster_id(dep).ok_or_else(|| {
                 FarmError::invalid(
                     format!("depends_on[{i}]"),
                     format!("{dep:?} is not an HTCondor cluster id"),

@@ -109,7 +109,7 @@ proptest! {
             std::fs::create_dir_all(wd).unwrap();
         }
         let settings = CondorSettings::default();
-        let layout = render::JobLayout::for_request(&request, &settings);
+        let layout = render::JobLayout::for_request(&request, &settings.log_directory);
         std::fs::create_dir_all(layout.dir()).unwrap();
         let rendered = render::render(&request, &settings).unwrap();
         let procs = submit_lang::build_procs(&rendered.main().contents, &[], cluster, "/", 0).unwrap();
@@ -284,7 +284,7 @@ fn bash_special_variables_never_reach_the_launcher_when_it_would_change_them() {
             continue;
         }
         direct += 1;
-        let layout = render::JobLayout::for_request(&request, &settings);
+        let layout = render::JobLayout::for_request(&request, &settings.log_directory);
         std::fs::create_dir_all(layout.dir()).unwrap();
         let rendered = render::render(&request, &settings).unwrap();
         let proc = submit_lang::build_procs(&rendered.main().contents, &[], 7, "/", 0)

@@ -71,6 +71,7 @@ fn without_the_journal(f: &SimFarm, dir: &Path) -> CondorFarm {
         CommonSettings::default(),
         Arc::new(f.sim.clone()),
     )
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

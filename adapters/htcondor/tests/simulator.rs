@@ -513,7 +513,8 @@ async fn commands_survive_the_ssh_transport() {
             .with_ssh_program(fake_ssh.display().to_string()),
     );
     let farm =
-        farm_htcondor::CondorFarm::with_runner("remote", settings, Default::default(), runner);
+        farm_htcondor::CondorFarm::with_runner("remote", settings, Default::default(), runner)
+            .unwrap();
     let job = farm.job(&JobId::new("4244")).await.unwrap();
     assert_eq!(
         (job.state, job.reason.as_deref()),

@@ -41,11 +41,7 @@ pub fn register(registry: &mut farm_core::AdapterRegistry) {
         ADAPTER,
         "HTTP schedulers: our JSON protocol (the local queue), or any API a YAML profile describes",
         |name, spec| {
-            let settings: HttpSettings = spec.settings_as(name)?;
-            let farm = HttpFarm::new(settings)?
-                .with_common(spec.common())
-                .with_name(name);
-            Ok(Arc::new(farm) as Arc<dyn farm_core::FarmPlugin>)
+            Ok(Arc::new(HttpFarm::from_spec(name, spec)?) as Arc<dyn farm_core::FarmPlugin>)
         },
     );
 }

@@ -1,13 +1,12 @@
 //! `HttpFarm`: the `FarmPlugin` for any HTTP scheduler a profile describes.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::PathBuf;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use farm_core::{
-    Capabilities, CommonSettings, FarmError, FarmPlugin, InstallationMetadata, Job, JobFilter,
-    JobId, JobRequest, JobState, LogChunk, RenderedJob, Result,
+    Capabilities, CommonSettings, FarmError, FarmPlugin, FarmSpec, Job, JobFilter, JobId,
+    JobRequest, JobState, KatanaServices, LogChunk, RenderedJob, Result,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -27,12 +26,11 @@ const MAX_PAGES: usize = 10_000;
 
 /// A farm reached over HTTP: our protocol, or any API a profile describes.
 pub struct HttpFarm {
-    name: String,
     profile: Arc<Profile>,
     client: Client,
     caps: Capabilities,
     caps_override: Option<Capabilities>,
-    common: CommonSettings,
+    katana: KatanaServices,
     verify_capabilities: bool,
     verified: tokio::sync::OnceCell<()>,
     /// Ids this client submitted: a 404 for one of them means the scheduler lost it.
@@ -44,7 +42,7 @@ pub struct HttpFarm {
 impl std::fmt::Debug for HttpFarm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpFarm")
-            .field("name", &self.name)
+            .field("name", &self.katana.farm())
             .field("profile", &self.profile.name)
             .field("client", &self.client)
             .finish()
@@ -52,8 +50,27 @@ impl std::fmt::Debug for HttpFarm {
 }
 
 impl HttpFarm {
-    /// A farm for `settings`; fails on a bad URL, an unreadable or invalid profile, or a
-    /// capability override the profile has no operation for.
+    /// Builds farm `name` from its farms-file entry.
+    pub fn from_spec(name: &str, spec: &FarmSpec) -> Result<HttpFarm> {
+        let settings: HttpSettings = spec.settings_as(name)?;
+        HttpFarm::from_settings(name, settings, spec.common())
+    }
+
+    /// Builds a farm from settings; fails on a bad URL, an unreadable or invalid profile,
+    /// or a capability override the profile has no operation for.
+    pub fn from_settings(
+        name: &str,
+        settings: HttpSettings,
+        common: CommonSettings,
+    ) -> Result<HttpFarm> {
+        Ok(HttpFarm::new(settings)?.with_common(common).with_name(name))
+    }
+
+    /// A farm for `settings` named after its URL, with no staging, installation or render
+    /// environment: the start of [`from_settings`](HttpFarm::from_settings), which adds
+    /// them with [`with_common`](HttpFarm::with_common) and
+    /// [`with_name`](HttpFarm::with_name). The local queue wraps an `HttpFarm` built this
+    /// way.
     pub fn new(settings: HttpSettings) -> Result<HttpFarm> {
         let profile = if settings.profile == "builtin" {
             Profile::builtin()
@@ -62,12 +79,11 @@ impl HttpFarm {
         };
         let client = Client::new(&settings, &profile)?;
         let mut farm = HttpFarm {
-            name: client.base().to_owned(),
+            katana: KatanaServices::new(client.base(), CommonSettings::default()),
             caps: Capabilities::default(),
             caps_override: settings.capabilities,
             profile: Arc::new(profile),
             client,
-            common: CommonSettings::default(),
             verify_capabilities: settings.verify_capabilities,
             verified: tokio::sync::OnceCell::new(),
             submitted: Mutex::new(HashSet::new()),
@@ -79,14 +95,14 @@ impl HttpFarm {
 
     /// Adds staging, installation metadata and render environment from the farms file.
     pub fn with_common(mut self, common: CommonSettings) -> HttpFarm {
-        self.common = common;
-        self.caps.stage_files = self.common.can_stage();
+        self.katana = KatanaServices::new(self.katana.farm(), common);
+        self.caps.stage_files = self.katana.can_stage();
         self
     }
 
     /// Names the farm in messages.
     pub fn with_name(mut self, name: impl Into<String>) -> HttpFarm {
-        self.name = name.into();
+        self.katana = KatanaServices::new(name, self.katana.settings().clone());
         self
     }
 
@@ -123,7 +139,7 @@ impl HttpFarm {
                 )));
             }
         }
-        caps.stage_files = self.common.can_stage();
+        caps.stage_files = self.katana.can_stage();
         Ok(caps)
     }
 
@@ -214,10 +230,10 @@ impl HttpFarm {
                     Ok(mut server) => {
                         server.stage_files = self.caps.stage_files;
                         if server != self.caps {
-                            tracing::warn!(farm = %self.name, claimed = ?self.caps, server = ?server, "the server's capabilities differ from the profile's");
+                            tracing::warn!(farm = %self.katana.farm(), claimed = ?self.caps, server = ?server, "the server's capabilities differ from the profile's");
                         }
                     }
-                    Err(e) => tracing::warn!(farm = %self.name, error = %e, "could not cross-check the server's capabilities (is the farm's url right?)"),
+                    Err(e) => tracing::warn!(farm = %self.katana.farm(), error = %e, "could not cross-check the server's capabilities (is the farm's url right?)"),
                 }
             })
             .await;
@@ -371,28 +387,8 @@ impl FarmPlugin for HttpFarm {
         self.caps
     }
 
-    async fn create_temp_directory(&self, render_context: Uuid) -> Result<String> {
-        self.common
-            .create_temp_directory(ADAPTER, render_context)
-            .await
-    }
-
-    async fn copy_render_files(
-        &self,
-        files: &[PathBuf],
-        render_context: Uuid,
-    ) -> Result<BTreeMap<PathBuf, String>> {
-        self.common
-            .copy_render_files(ADAPTER, files, render_context)
-            .await
-    }
-
-    async fn installation_metadata(&self) -> Result<InstallationMetadata> {
-        self.common.installation_metadata(&self.name)
-    }
-
-    async fn render_environment(&self, _render_context: Uuid) -> Result<BTreeMap<String, String>> {
-        Ok(self.common.render_environment())
+    fn katana_services(&self) -> Option<&KatanaServices> {
+        Some(&self.katana)
     }
 
     async fn render(&self, request: &JobRequest) -> Result<RenderedJob> {

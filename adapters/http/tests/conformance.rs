@@ -32,7 +32,7 @@ async fn emulated(dialect: Dialect, profile: &str) -> TestFarm {
         staging: Some(SharedStaging::new(scratch.path().join("staging"))),
         ..CommonSettings::default()
     };
-    let farm = HttpFarm::new(settings).expect("farm").with_common(common);
+    let farm = HttpFarm::from_settings("http", settings, common).expect("farm");
     let mut suite = SuiteSettings::new(scratch.path().join("shared"));
     suite.job_timeout = Duration::from_secs(30);
     suite.check_timeout = Duration::from_secs(120);

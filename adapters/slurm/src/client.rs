@@ -2,7 +2,6 @@
 //! `parse` reads it. Every failure becomes a `FarmError` in one place, [`to_farm_error`],
 //! which keeps Slurm's own words.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -508,27 +507,6 @@ pub async fn mkdir_local(dir: &str) -> Result<()> {
         .map_err(|e| FarmError::io(format!("cannot create log directory {dir}"), e))
 }
 
-/// Up to `max` bytes of a local file from `offset`, and its size; `None` if it is missing.
-pub async fn read_local(path: &str, offset: u64, max: u64) -> Result<Option<(u64, Vec<u8>)>> {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    let mut file = match tokio::fs::File::open(Path::new(path)).await {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(FarmError::io(format!("cannot open render log {path}"), e)),
-    };
-    let io = |e| FarmError::io(format!("cannot read render log {path}"), e);
-    let size = file.metadata().await.map_err(io)?.len();
-    let want = size.saturating_sub(offset).min(max);
-    let mut bytes = Vec::with_capacity(want as usize);
-    if want > 0 {
-        file.seek(std::io::SeekFrom::Start(offset))
-            .await
-            .map_err(io)?;
-        file.take(want).read_to_end(&mut bytes).await.map_err(io)?;
-    }
-    Ok(Some((size, bytes)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -536,7 +514,7 @@ mod tests {
 
     fn fixture(path: &str) -> String {
         std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("../../fixtures/slurm")
                 .join(path),
         )
@@ -817,26 +795,29 @@ mod tests {
             Duration::from_secs(10),
         );
         let p = path.display().to_string();
-        let (size, bytes) = parse::parse_log_read(&cli.read_log(&p, 6, 100).await.unwrap())
+        let read = parse::parse_log_read(&cli.read_log(&p, 6, 100).await.unwrap())
             .unwrap()
             .unwrap();
-        assert_eq!((size, bytes.as_slice()), (14, &b"\xff world\n"[..]));
-        let (_, bytes) = parse::parse_log_read(&cli.read_log(&p, 0, 5).await.unwrap())
+        assert_eq!(
+            (read.size, read.bytes.as_slice()),
+            (14, &b"\xff world\n"[..])
+        );
+        let read = parse::parse_log_read(&cli.read_log(&p, 0, 5).await.unwrap())
             .unwrap()
             .unwrap();
-        assert_eq!(bytes, b"hello");
-        let (_, bytes) = parse::parse_log_read(&cli.read_log(&p, 14, 5).await.unwrap())
+        assert_eq!(read.bytes, b"hello");
+        let read = parse::parse_log_read(&cli.read_log(&p, 14, 5).await.unwrap())
             .unwrap()
             .unwrap();
-        assert!(bytes.is_empty());
+        assert!(read.bytes.is_empty());
         assert_eq!(
             parse::parse_log_read(&cli.read_log("/nonexistent/x", 0, 5).await.unwrap()).unwrap(),
             None
         );
+        // The script reads what a local read (the REST transport's) reads.
         assert_eq!(
-            read_local(&p, 6, 3).await.unwrap(),
-            Some((14, b"\xff w".to_vec()))
+            parse::parse_log_read(&cli.read_log(&p, 6, 3).await.unwrap()).unwrap(),
+            farm_core::tail::read_file(&p, 6, 3).await.unwrap()
         );
-        assert_eq!(read_local("/nonexistent/x", 0, 3).await.unwrap(), None);
     }
 }

@@ -5,10 +5,7 @@
 //! submitted that Slurm no longer knows is *lost* (or reports the terminal state last seen),
 //! not "unknown", and `start` can submit it again from its request. The storage (one JSON
 //! file per job, shared by separate `farm` processes) is `farm_core::journal`; what a Slurm
-//! entry holds and how the adapter asks about it is here.
-
-use std::path::PathBuf;
-use std::time::Duration;
+//! entry holds is here.
 
 use farm_core::journal::JournalEntry;
 #[cfg(test)]
@@ -18,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// Entries older than this are dropped when the journal is opened.
-pub const RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+pub use farm_core::journal::RETENTION;
 
 /// What the adapter remembers about one job it submitted (or re-attached to).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,58 +60,22 @@ impl JournalEntry for Entry {
     fn recorded_ms(&self) -> EpochMillis {
         self.submitted_ms
     }
+
+    fn finished_mut(&mut self) -> Option<&mut Option<Job>> {
+        Some(&mut self.finished)
+    }
 }
 
-/// The journal: in memory, and in `<state directory>/jobs` when that is usable.
-#[derive(Debug)]
-pub struct Journal {
-    inner: farm_core::Journal<Entry>,
-}
+/// The adapter's journal: farm-core's, filing [`Entry`]s.
+pub type Journal = farm_core::Journal<Entry>;
 
-impl Journal {
-    /// A journal kept in `dir` (created if needed); in memory only when `dir` is `None` or
-    /// cannot be created.
-    pub fn open(dir: Option<PathBuf>) -> Journal {
-        Journal {
-            inner: farm_core::Journal::open(dir.map(|d| d.join("jobs")), RETENTION),
-        }
-    }
-
-    /// Remembers a job.
-    pub fn record(&self, entry: Entry) {
-        self.inner.record(entry);
-    }
-
-    /// The entry of job `id`.
-    pub fn get(&self, id: u64) -> Option<Entry> {
-        self.inner.get(&id)
-    }
-
-    /// The newest job submitted for a render context (restarts submit it again).
-    pub fn by_context(&self, render_context: Uuid) -> Option<u64> {
-        self.inner
-            .find(|e| e.render_context == render_context)
-            .into_iter()
-            .max_by_key(|e| (e.attempt, e.id))
-            .map(|e| e.id)
-    }
-
-    /// Remembers the terminal state seen for job `id` (or forgets it, with `None`, when the
-    /// job runs again).
-    pub fn set_finished(&self, id: u64, job: Option<&Job>) {
-        self.inner.update(&id, |e| {
-            let changed = e.finished.as_ref() != job;
-            if changed {
-                e.finished = job.cloned();
-            }
-            changed
-        });
-    }
-
-    /// Every entry, after picking up what other processes wrote.
-    pub fn all(&self) -> Vec<Entry> {
-        self.inner.all()
-    }
+/// The newest job submitted for a render context (restarts submit it again).
+pub fn by_context(journal: &Journal, render_context: Uuid) -> Option<u64> {
+    journal
+        .find(|e| e.render_context == render_context)
+        .into_iter()
+        .max_by_key(|e| (e.attempt, e.id))
+        .map(|e| e.id)
 }
 
 #[cfg(test)]
@@ -143,21 +104,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ctx = Uuid::new_v4();
         {
-            let j = Journal::open(Some(dir.path().to_path_buf()));
+            let j = Journal::in_state_directory(Some(dir.path().to_path_buf()));
             j.record(entry(10, ctx, 1));
             j.record(entry(14, ctx, 2));
             let mut done = Job::new("10", "job 10", farm_core::JobState::Failed);
             done.reason = Some("exit code 3".into());
-            j.set_finished(10, Some(&done));
+            j.set_finished(&10, Some(&done));
         }
-        let j = Journal::open(Some(dir.path().to_path_buf()));
-        assert_eq!(j.by_context(ctx), Some(14));
+        let j = Journal::in_state_directory(Some(dir.path().to_path_buf()));
+        assert_eq!(by_context(&j, ctx), Some(14));
         assert_eq!(
-            j.get(10).unwrap().finished.unwrap().reason.as_deref(),
+            j.get(&10).unwrap().finished.unwrap().reason.as_deref(),
             Some("exit code 3")
         );
         assert_eq!(j.all().len(), 2);
-        assert_eq!(j.get(99), None);
+        assert_eq!(j.get(&99), None);
     }
 
     #[test]
@@ -165,14 +126,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut old = entry(1, Uuid::new_v4(), 1);
         old.submitted_ms -= RETENTION.as_millis() as i64 + 1000;
-        Journal::open(Some(dir.path().to_path_buf())).record(old);
+        Journal::in_state_directory(Some(dir.path().to_path_buf())).record(old);
         assert!(
-            Journal::open(Some(dir.path().to_path_buf()))
-                .get(1)
+            Journal::in_state_directory(Some(dir.path().to_path_buf()))
+                .get(&1)
                 .is_none()
         );
-        let mem = Journal::open(None);
+        let mem = Journal::in_state_directory(None);
         mem.record(entry(2, Uuid::new_v4(), 1));
-        assert!(mem.get(2).is_some());
+        assert!(mem.get(&2).is_some());
     }
 }

@@ -37,13 +37,13 @@ pub mod render;
 use std::sync::Arc;
 
 pub use config::{Accounting, SlurmSettings, SshSettings, Transport};
-pub use plugin::SlurmFarm;
+pub use plugin::{ADAPTER, SlurmFarm};
 pub use render::{FarmComment, RenderOptions};
 
 /// Registers the `slurm` adapter.
 pub fn register(registry: &mut farm_core::AdapterRegistry) {
     registry.register(
-        "slurm",
+        ADAPTER,
         "Slurm through sbatch/squeue/sacct/scancel (locally or over ssh) or slurmrestd",
         |name, spec| {
             Ok(Arc::new(SlurmFarm::from_spec(name, spec)?) as Arc<dyn farm_core::FarmPlugin>)

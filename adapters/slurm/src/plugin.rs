@@ -2,27 +2,28 @@
 //! parsing and the journal.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use farm_core::{
-    Capabilities, CommandRunner, CommonSettings, FarmError, FarmPlugin, FarmSpec,
-    InstallationMetadata, Job, JobFilter, JobId, JobRequest, JobState, LocalRunner, LogChunk,
-    RenderedJob, Result, SshRunner, now_millis,
+    Capabilities, CommandRunner, CommonSettings, FarmError, FarmPlugin, FarmSpec, Job, JobFilter,
+    JobId, JobRequest, JobState, KatanaServices, LocalRunner, LogChunk, RenderedJob, Result,
+    SshRunner, now_millis, tail,
 };
 use secrecy::SecretString;
-use uuid::Uuid;
 
 use crate::client::{self, CliClient, RestClient};
 use crate::config::{Accounting, SlurmSettings, Transport};
-use crate::journal::{Entry, Journal};
+use crate::journal::{self, Entry, Journal};
 use crate::parse::{self, JobHint, TaskKey, TaskRecord};
 use crate::render::{self, FarmComment, RenderOptions};
 
+/// The adapter's name in farms files.
+pub const ADAPTER: &str = "slurm";
+
 /// Most bytes one `read_log` call returns; tailing continues from `next_offset`.
-pub const LOG_CHUNK_BYTES: u64 = 4 * 1024 * 1024;
+pub use farm_core::tail::LOG_CHUNK_BYTES;
 
 #[derive(Debug)]
 enum Client {
@@ -66,11 +67,10 @@ fn usable(rest: &std::result::Result<RestClient, String>) -> Result<&RestClient>
 /// A Slurm cluster, driven through its CLI (locally or over ssh) or slurmrestd.
 #[derive(Debug)]
 pub struct SlurmFarm {
-    name: String,
     settings: SlurmSettings,
     render: RenderOptions,
     client: Client,
-    common: CommonSettings,
+    katana: KatanaServices,
     journal: Journal,
     sacct_disabled: AtomicBool,
 }
@@ -79,11 +79,15 @@ impl SlurmFarm {
     /// Builds farm `name` from its farms-file entry.
     pub fn from_spec(name: &str, spec: &FarmSpec) -> Result<SlurmFarm> {
         let settings: SlurmSettings = spec.settings_as(name)?;
-        SlurmFarm::new(name, settings, spec.common())
+        SlurmFarm::from_settings(name, settings, spec.common())
     }
 
     /// Builds a farm from settings, with the runner (local or ssh) or HTTP client they name.
-    pub fn new(name: &str, settings: SlurmSettings, common: CommonSettings) -> Result<SlurmFarm> {
+    pub fn from_settings(
+        name: &str,
+        settings: SlurmSettings,
+        common: CommonSettings,
+    ) -> Result<SlurmFarm> {
         settings.validate(name)?;
         let runner: Arc<dyn CommandRunner> = match (&settings.ssh, &settings.slurm_conf) {
             (Some(ssh), _) => Arc::new(SshRunner::new(
@@ -119,13 +123,12 @@ impl SlurmFarm {
                 Client::Rest(rest_client(name, &settings).map_err(|e| e.to_string()))
             }
         };
-        let journal = Journal::open(settings.journal_directory(name));
+        let journal = Journal::in_state_directory(settings.journal_directory(name));
         Ok(SlurmFarm {
-            name: name.to_owned(),
             render: RenderOptions::from(&settings),
             settings,
             client,
-            common,
+            katana: KatanaServices::new(name, common),
             journal,
             sacct_disabled: AtomicBool::new(false),
         })
@@ -249,7 +252,7 @@ impl SlurmFarm {
     /// The job from whatever still describes it: slurmctld's records, then the archives,
     /// then what the journal last saw, else lost (ours) or not found (not ours).
     async fn resolve(&self, id: &JobId, n: u64, active: Vec<TaskRecord>) -> Result<Job> {
-        let entry = self.journal.get(n);
+        let entry = self.journal.get(&n);
         let hint = self.hint(entry.as_ref());
         let mut records = active;
         if !records.is_empty() {
@@ -295,7 +298,7 @@ impl SlurmFarm {
     /// Keeps the terminal state of a journaled job, for when Slurm forgets it.
     fn remember(&self, n: u64, job: Job) -> Job {
         if job.state.is_terminal() {
-            self.journal.set_finished(n, Some(&job));
+            self.journal.set_finished(&n, Some(&job));
         }
         job
     }
@@ -394,7 +397,7 @@ impl SlurmFarm {
     async fn resubmit(&self, id: &JobId, n: u64, job: &Job) -> Result<JobId> {
         let request = self
             .journal
-            .get(n)
+            .get(&n)
             .and_then(|e| e.request)
             .ok_or_else(|| {
                 FarmError::scheduler(format!(
@@ -503,38 +506,18 @@ fn with_lost_tasks(asm: parse::Assembly) -> Job {
 #[async_trait]
 impl FarmPlugin for SlurmFarm {
     fn adapter(&self) -> &str {
-        "slurm"
+        ADAPTER
     }
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            stage_files: self.common.can_stage(),
+            stage_files: self.katana.can_stage(),
             ..Capabilities::ALL
         }
     }
 
-    async fn create_temp_directory(&self, render_context: Uuid) -> Result<String> {
-        self.common
-            .create_temp_directory("slurm", render_context)
-            .await
-    }
-
-    async fn copy_render_files(
-        &self,
-        files: &[PathBuf],
-        render_context: Uuid,
-    ) -> Result<BTreeMap<PathBuf, String>> {
-        self.common
-            .copy_render_files("slurm", files, render_context)
-            .await
-    }
-
-    async fn installation_metadata(&self) -> Result<InstallationMetadata> {
-        self.common.installation_metadata(&self.name)
-    }
-
-    async fn render_environment(&self, _render_context: Uuid) -> Result<BTreeMap<String, String>> {
-        Ok(self.common.render_environment())
+    fn katana_services(&self) -> Option<&KatanaServices> {
+        Some(&self.katana)
     }
 
     async fn render(&self, request: &JobRequest) -> Result<RenderedJob> {
@@ -548,7 +531,7 @@ impl FarmPlugin for SlurmFarm {
             .main()
             .contents
             .clone();
-        if let Some(existing) = self.journal.by_context(request.render_context) {
+        if let Some(existing) = journal::by_context(&self.journal, request.render_context) {
             return Ok(JobId::new(existing.to_string()));
         }
         let snapshot = self.snapshot().await?;
@@ -620,33 +603,15 @@ impl FarmPlugin for SlurmFarm {
         let job = self.job(id).await?;
         let terminal = job.state.is_terminal();
         let Some(path) = job.render_log_filename else {
-            return Ok(LogChunk {
-                data: String::new(),
-                next_offset: offset,
-                complete: terminal,
-            });
+            return Ok(tail::chunk(offset, None, terminal));
         };
         let read = match &self.client {
             Client::Cli(cli) => {
                 parse::parse_log_read(&cli.read_log(&path, offset, LOG_CHUNK_BYTES).await?)?
             }
-            Client::Rest(_) => client::read_local(&path, offset, LOG_CHUNK_BYTES).await?,
+            Client::Rest(_) => tail::read_file(&path, offset, LOG_CHUNK_BYTES).await?,
         };
-        let Some((size, bytes)) = read else {
-            return Ok(LogChunk {
-                data: String::new(),
-                next_offset: offset,
-                complete: terminal,
-            });
-        };
-        let reached_end = offset + bytes.len() as u64 >= size;
-        let (data, used) = parse::utf8_prefix(&bytes, terminal && reached_end);
-        let next_offset = offset + used as u64;
-        Ok(LogChunk {
-            data,
-            next_offset,
-            complete: terminal && next_offset >= size,
-        })
+        Ok(tail::chunk(offset, read, terminal))
     }
 
     async fn start(&self, id: &JobId) -> Result<JobId> {
@@ -658,7 +623,7 @@ impl FarmPlugin for SlurmFarm {
         match &self.client {
             Client::Cli(cli) => match cli.requeue(id).await {
                 Ok(()) => {
-                    self.journal.set_finished(n, None);
+                    self.journal.set_finished(&n, None);
                     Ok(id.clone())
                 }
                 // Slurm forgot the job (or cannot requeue it): submit it again.

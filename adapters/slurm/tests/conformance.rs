@@ -81,7 +81,7 @@ mod real {
             .prefix("farm-slurm-real-")
             .tempdir_in("/tmp")
             .unwrap();
-        let farm = SlurmFarm::new(
+        let farm = SlurmFarm::from_settings(
             "real",
             settings(transport, dir.path()),
             super::support::common(dir.path()),

@@ -15,7 +15,7 @@ fn farm(transport: Transport) -> SlurmFarm {
         std::env::temp_dir().join("farm-slurm-golden-journal").display(),
     ))
     .unwrap();
-    SlurmFarm::new("studio", settings, Default::default()).unwrap()
+    SlurmFarm::from_settings("studio", settings, Default::default()).unwrap()
 }
 
 fn requests() -> Vec<(String, JobRequest)> {
@@ -111,7 +111,7 @@ async fn render_works_without_any_scheduler_or_credentials() {
         state_directory: Some(std::env::temp_dir().join("farm-slurm-golden-journal")),
         ..SlurmSettings::default()
     };
-    let farm = SlurmFarm::new("offline", settings, Default::default()).unwrap();
+    let farm = SlurmFarm::from_settings("offline", settings, Default::default()).unwrap();
     let (_, request) = requests().into_iter().next().unwrap();
     assert!(farm.render(&request).await.is_ok());
     let err = farm.job(&farm_core::JobId::new("1")).await.unwrap_err();

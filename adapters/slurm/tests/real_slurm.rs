@@ -348,7 +348,7 @@ async fn adversarial_example_runs_exactly(transport: Transport) {
         );
         settings.user_name = Some(std::env::var("USER").unwrap_or_else(|_| "root".into()));
     }
-    let farm = SlurmFarm::new("real", settings, Default::default()).unwrap();
+    let farm = SlurmFarm::from_settings("real", settings, Default::default()).unwrap();
     let id = farm.submit(&request).await.unwrap();
     let options = WaitOptions {
         timeout: Duration::from_secs(120),

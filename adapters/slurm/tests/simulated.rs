@@ -232,7 +232,7 @@ async fn a_wrong_token_is_permission_denied_and_never_shown() {
     settings.user_name = Some(support::rest::USER.into());
     let secret = "eyJ0eXAiOiJKV1QifQ.wrong-token-body.sig";
     settings.token = Some(secret.to_owned().into());
-    let farm = SlurmFarm::new("emulated", settings, Default::default()).unwrap();
+    let farm = SlurmFarm::from_settings("emulated", settings, Default::default()).unwrap();
     let err = farm
         .submit(&JobRequest::new("x", vec![sh("true")]))
         .await
@@ -320,7 +320,7 @@ async fn a_missing_slurm_command_is_a_configuration_error() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = support::test_settings(farm_slurm::Transport::Cli, dir.path());
     settings.bin_dir = Some(dir.path().join("no-slurm-here").display().to_string());
-    let farm = SlurmFarm::new("hpc", settings, Default::default()).unwrap();
+    let farm = SlurmFarm::from_settings("hpc", settings, Default::default()).unwrap();
     let err = farm.job(&JobId::new("42")).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config, "{err}");
     assert!(

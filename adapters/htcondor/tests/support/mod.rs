@@ -49,12 +49,9 @@ impl SimFarm {
             render_environment: [("FOUNDRY_LICENSE".to_owned(), "4101@licserver".to_owned())]
                 .into(),
         };
-        let farm = Arc::new(CondorFarm::with_runner(
-            "sim",
-            settings,
-            common,
-            Arc::new(sim.clone()),
-        ));
+        let farm = Arc::new(
+            CondorFarm::with_runner("sim", settings, common, Arc::new(sim.clone())).unwrap(),
+        );
         SimFarm { farm, sim, dir }
     }
 
@@ -67,6 +64,7 @@ impl SimFarm {
             CommonSettings::default(),
             Arc::new(self.sim.clone()),
         )
+        .unwrap()
     }
 
     /// As a conformance test farm, with fault injection.

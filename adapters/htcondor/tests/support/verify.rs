@@ -40,7 +40,7 @@ pub fn verify(
     if procs.len() != tasks.len() {
         return Err(format!("{} procs for {} tasks", procs.len(), tasks.len()));
     }
-    let layout = JobLayout::for_request(request, settings);
+    let layout = JobLayout::for_request(request, &settings.log_directory);
     let log = layout.render_log(cluster);
     let mode = render::mode(request, settings);
     for (task, proc) in tasks.iter().zip(procs) {

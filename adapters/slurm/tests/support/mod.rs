@@ -111,7 +111,7 @@ pub async fn rest_farm(
     settings.url = server.uri();
     settings.user_name = Some(rest::USER.into());
     settings.token = Some(rest::TOKEN.to_owned().into());
-    let farm = SlurmFarm::new("emulated", settings, common(dir.path())).unwrap();
+    let farm = SlurmFarm::from_settings("emulated", settings, common(dir.path())).unwrap();
     (Arc::new(farm), engine, server, dir)
 }
 

@@ -32,7 +32,11 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::job::{EpochMillis, now_millis};
+use crate::job::{EpochMillis, Job, now_millis};
+
+/// How long adapters keep an entry: long past any scheduler's memory of a finished job
+/// (Slurm's `MinJobAge`, HTCondor's history), short enough that the directory stays small.
+pub const RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// One remembered job, in the adapter's own shape.
 pub trait JournalEntry: Clone + Serialize + DeserializeOwned {
@@ -46,6 +50,13 @@ pub trait JournalEntry: Clone + Serialize + DeserializeOwned {
     /// When the entry was first made (ms since the epoch); retention counts from here, so
     /// updating an entry does not keep it forever.
     fn recorded_ms(&self) -> EpochMillis;
+
+    /// Where the entry keeps the terminal state last seen, for when the scheduler has
+    /// forgotten the job; `None` for entries that keep none. [`Journal::set_finished`]
+    /// writes through it.
+    fn finished_mut(&mut self) -> Option<&mut Option<Job>> {
+        None
+    }
 }
 
 /// The default place for an adapter's journal: `<user state dir>/farm/<adapter>/<farm>`
@@ -136,6 +147,13 @@ impl<E: JournalEntry> Journal<E> {
         journal
     }
 
+    /// An adapter's journal: the `jobs` folder of the farm's state directory (see
+    /// [`default_directory`]), keeping entries for [`RETENTION`]. Every adapter files its
+    /// entries the same way, so a state directory reads the same whatever the scheduler.
+    pub fn in_state_directory(state_directory: Option<PathBuf>) -> Journal<E> {
+        Journal::open(state_directory.map(|d| d.join("jobs")), RETENTION)
+    }
+
     /// The directory entries are kept in; `None` when the journal lives in memory only.
     pub fn directory(&self) -> Option<&Path> {
         self.dir.as_deref()
@@ -167,6 +185,19 @@ impl<E: JournalEntry> Journal<E> {
             self.record(entry.clone());
         }
         Some(entry)
+    }
+
+    /// Keeps `job` as the terminal state last seen of the entry filed under `id`, or
+    /// forgets it (`None`) when the job runs again; writes only when that changes the
+    /// entry. Does nothing for an unknown id or an entry that keeps no state.
+    pub fn set_finished(&self, id: &E::Id, job: Option<&Job>) {
+        self.update(id, |e| match e.finished_mut() {
+            Some(slot) if slot.as_ref() != job => {
+                *slot = job.cloned();
+                true
+            }
+            _ => false,
+        });
     }
 
     /// The entries `matches` accepts, in id order. Looks in memory first and rescans the

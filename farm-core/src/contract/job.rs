@@ -185,25 +185,6 @@ pub struct LogChunk {
     pub complete: bool,
 }
 
-/// The length of `bytes` without a UTF-8 sequence cut short at its end: a sequence that
-/// the bytes that follow could still complete. Log readers keep those bytes for the next
-/// read, so a tail never shows a broken character; invalid bytes earlier on are theirs to
-/// show lossily.
-pub fn utf8_complete_len(bytes: &[u8]) -> usize {
-    // A sequence is at most four bytes, so its lead byte is among the last three.
-    for back in 1..=bytes.len().min(3) {
-        let start = bytes.len() - back;
-        if bytes[start] & 0xC0 == 0x80 {
-            continue; // a continuation byte: the lead is further back
-        }
-        let cut_short = std::str::from_utf8(&bytes[start..])
-            .err()
-            .is_some_and(|e| e.valid_up_to() == 0 && e.error_len().is_none());
-        return if cut_short { start } else { bytes.len() };
-    }
-    bytes.len()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,20 +239,6 @@ mod tests {
         };
         assert!(!later.matches(&j));
         assert!(later.matches(&job("x", JobState::Running, &[], None)));
-    }
-
-    #[test]
-    fn a_character_cut_at_the_end_is_left_for_the_next_read() {
-        let text = "frame é漢🎬".as_bytes();
-        for cut in 0..=text.len() {
-            let keep = utf8_complete_len(&text[..cut]);
-            assert!(std::str::from_utf8(&text[..keep]).is_ok(), "cut {cut}");
-            assert!(cut - keep < 4, "cut {cut} kept {keep}");
-        }
-        assert_eq!(utf8_complete_len(text), text.len());
-        // Invalid bytes before the end are not held back: they are shown lossily.
-        assert_eq!(utf8_complete_len(b"ab\xffcd"), 5);
-        assert_eq!(utf8_complete_len(b"ab\xff"), 3);
     }
 
     #[test]

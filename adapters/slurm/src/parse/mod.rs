@@ -12,161 +12,19 @@
 
 use std::collections::BTreeMap;
 
+use farm_core::tail::LogRead;
 use farm_core::{FarmError, Job, JobId, JobState, Progress, Result};
 use serde::{Deserialize, Deserializer};
 use uuid::Uuid;
 
 use crate::render::FarmComment;
 
-/// One row of the state table: a Slurm state word (and its compact squeue code) mapped
-/// onto the five states, with the reason a user reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SlurmState {
-    /// The long name (`PENDING`), as `squeue --json`, slurmrestd and sacct print it.
-    pub name: &'static str,
-    /// The compact code (`PD`) of `squeue -o %t`; empty for flags squeue never prints.
-    pub code: &'static str,
-    /// The state it maps to.
-    pub state: JobState,
-    /// Why, in words (`time limit reached`); empty when the state says it all.
-    pub reason: &'static str,
-}
+mod archive;
+mod states;
 
-const fn st(
-    name: &'static str,
-    code: &'static str,
-    state: JobState,
-    reason: &'static str,
-) -> SlurmState {
-    SlurmState {
-        name,
-        code,
-        state,
-        reason,
-    }
-}
-
-/// Every Slurm job state and state flag, mapped. `docs/state-mapping.md` shows this table;
-/// a test checks it covers every code of squeue's `JOB STATE CODES` list.
-///
-/// Requeue, preemption, holds, suspension and SIGSTOP return a job to Waiting: Slurm may
-/// run it again, so none of them is terminal.
-pub const SLURM_STATES: &[SlurmState] = &[
-    st("PENDING", "PD", JobState::Waiting, ""),
-    st(
-        "CONFIGURING",
-        "CF",
-        JobState::Waiting,
-        "nodes are being configured",
-    ),
-    st("REQUEUED", "RQ", JobState::Waiting, "requeued"),
-    st("REQUEUE_HOLD", "RH", JobState::Waiting, "requeued and held"),
-    st(
-        "REQUEUE_FED",
-        "RF",
-        JobState::Waiting,
-        "requeued by the federation",
-    ),
-    st(
-        "RESV_DEL_HOLD",
-        "RD",
-        JobState::Waiting,
-        "held: its reservation was deleted",
-    ),
-    st(
-        "SPECIAL_EXIT",
-        "SE",
-        JobState::Waiting,
-        "requeued and held after a special exit",
-    ),
-    st("PREEMPTED", "PR", JobState::Waiting, "preempted"),
-    st("SUSPENDED", "S", JobState::Waiting, "suspended"),
-    st("STOPPED", "ST", JobState::Waiting, "stopped with SIGSTOP"),
-    st(
-        "POWER_UP_NODE",
-        "",
-        JobState::Waiting,
-        "waiting for nodes to power up",
-    ),
-    st("RUNNING", "R", JobState::Running, ""),
-    st("COMPLETING", "CG", JobState::Running, "completing"),
-    st("RESIZING", "RS", JobState::Running, "resizing"),
-    st("SIGNALING", "SI", JobState::Running, "being signaled"),
-    st("STAGE_OUT", "SO", JobState::Running, "staging out files"),
-    st(
-        "UPDATE_DB",
-        "",
-        JobState::Running,
-        "updating the accounting database",
-    ),
-    st("COMPLETED", "CD", JobState::Completed, ""),
-    st("CANCELLED", "CA", JobState::Cancelled, "cancelled"),
-    st(
-        "REVOKED",
-        "RV",
-        JobState::Cancelled,
-        "revoked: another cluster of the federation runs it",
-    ),
-    st("FAILED", "F", JobState::Failed, "failed"),
-    st("TIMEOUT", "TO", JobState::Failed, "time limit reached"),
-    st("NODE_FAIL", "NF", JobState::Failed, "a node failed"),
-    st("BOOT_FAIL", "BF", JobState::Failed, "a node failed to boot"),
-    st("DEADLINE", "DL", JobState::Failed, "deadline reached"),
-    st("OUT_OF_MEMORY", "OOM", JobState::Failed, "out of memory"),
-    st("LAUNCH_FAILED", "", JobState::Failed, "launch failed"),
-    st(
-        "RECONFIG_FAIL",
-        "",
-        JobState::Failed,
-        "node reconfiguration failed",
-    ),
-];
-
-/// Maps a state word (long name, compact code, or sacct's `CANCELLED by 1000`) onto a state
-/// and a reason. An unknown word is `Failed` naming it: never a silent success.
-pub fn map_state(word: &str) -> (JobState, String) {
-    match lookup(word) {
-        Some(s) => (s.state, s.reason.to_owned()),
-        None => {
-            let word = word.split_whitespace().next().unwrap_or("");
-            (JobState::Failed, format!("unknown Slurm state {word:?}"))
-        }
-    }
-}
-
-/// How a task's processes ended, as each source reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ExitStatus {
-    /// Not reported.
-    #[default]
-    Unknown,
-    /// A raw wait status (`squeue --json`, slurmrestd): 256 is exit 1, 15 is signal 15.
-    Raw(i64),
-    /// sacct's and jobcomp's `code:signal`.
-    Pair(i64, i64),
-}
-
-impl ExitStatus {
-    /// `exit code N` or `killed by signal N`; `None` for a clean or unknown exit.
-    pub fn describe(self) -> Option<String> {
-        let (code, signal) = match self {
-            ExitStatus::Unknown => return None,
-            ExitStatus::Raw(w) => {
-                if w & 0x7f == 0 {
-                    (w >> 8, 0)
-                } else {
-                    (0, w & 0x7f)
-                }
-            }
-            ExitStatus::Pair(c, s) => (c, s),
-        };
-        match (code, signal) {
-            (0, 0) => None,
-            (_, 0) => Some(format!("exit code {code}")),
-            (_, s) => Some(format!("killed by signal {s}")),
-        }
-    }
-}
+pub use archive::{SACCT_FORMAT, parse_jobcomp, parse_sacct, sacct_is_disabled};
+use states::lookup;
+pub use states::{ExitStatus, SLURM_STATES, SlurmState, map_state};
 
 /// Which task(s) of a job a record describes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -649,18 +507,6 @@ impl TaskView<'_> {
     }
 }
 
-/// The table row of a state word (long name, compact code, or sacct's `CANCELLED by N`).
-fn lookup(word: &str) -> Option<&'static SlurmState> {
-    let word = word
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .trim_end_matches('+');
-    SLURM_STATES
-        .iter()
-        .find(|s| s.name == word || (!s.code.is_empty() && s.code == word))
-}
-
 fn task_view(r: &TaskRecord) -> TaskView<'_> {
     let row = lookup(&r.state);
     TaskView {
@@ -825,174 +671,9 @@ pub fn assemble(id: u64, records: &[&TaskRecord], hint: &JobHint) -> Assembly {
     Assembly { job, missing }
 }
 
-/// `JobID` of sacct or jobcomp (`12`, `12_3`, `12_[3-5]`) as `(master, task)`.
-fn parse_job_id(text: &str) -> Option<(u64, TaskKey)> {
-    match text.split_once('_') {
-        None => Some((text.parse().ok()?, TaskKey::Single)),
-        Some((m, t)) if t.starts_with('[') => {
-            Some((m.parse().ok()?, TaskKey::Pending(parse_task_ranges(t))))
-        }
-        Some((m, t)) => Some((m.parse().ok()?, TaskKey::Index(t.parse().ok()?))),
-    }
-}
-
-/// Slurm's local `2026-11-22T11:35:30` as seconds since the epoch; `Unknown`/`None` as 0.
-fn parse_local_time(text: &str) -> i64 {
-    use chrono::TimeZone;
-    chrono::NaiveDateTime::parse_from_str(text.trim(), "%Y-%m-%dT%H:%M:%S")
-        .ok()
-        .and_then(|t| chrono::Local.from_local_datetime(&t).earliest())
-        .map_or(0, |t| t.timestamp())
-}
-
-fn parse_exit_pair(text: &str) -> ExitStatus {
-    match text.split_once(':') {
-        Some((c, s)) => match (c.trim().parse(), s.trim().parse()) {
-            (Ok(c), Ok(s)) => ExitStatus::Pair(c, s),
-            _ => ExitStatus::Unknown,
-        },
-        None => ExitStatus::Unknown,
-    }
-}
-
-/// The `--format` the adapter asks sacct for; the job name comes last because names may
-/// hold the `|` delimiter.
-pub const SACCT_FORMAT: &str = "JobID,State,ExitCode,Submit,Start,End,Comment,JobName";
-
-/// Parses `sacct -X -n -P -o` [`SACCT_FORMAT`] output.
-pub fn parse_sacct(text: &str) -> Result<Vec<TaskRecord>> {
-    let mut out = Vec::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let fields: Vec<&str> = line.splitn(8, '|').collect();
-        let [jobid, state, exit, submit, start, end, comment, name] = fields[..] else {
-            return Err(FarmError::scheduler(format!(
-                "unexpected sacct line {line:?}"
-            )));
-        };
-        let Some((master, task)) = parse_job_id(jobid) else {
-            return Err(FarmError::scheduler(format!(
-                "unexpected sacct job id {jobid:?} in {line:?}"
-            )));
-        };
-        out.push(TaskRecord {
-            master,
-            task,
-            name: name.to_owned(),
-            comment: comment.to_owned(),
-            state: state.to_owned(),
-            state_reason: String::new(),
-            exit: parse_exit_pair(exit),
-            restart_cnt: 0,
-            submit: parse_local_time(submit),
-            start: parse_local_time(start),
-            end: parse_local_time(end),
-            output: None,
-        });
-    }
-    Ok(out)
-}
-
-/// Keys of a `jobcomp/filetxt` line, in the order slurmctld writes them. Values may hold
-/// blanks (names, directories), so a value ends where the next known key starts.
-const JOBCOMP_KEYS: &[&str] = &[
-    "JobId",
-    "UserId",
-    "GroupId",
-    "Name",
-    "JobState",
-    "Partition",
-    "TimeLimit",
-    "StartTime",
-    "EndTime",
-    "NodeList",
-    "NodeCnt",
-    "ProcCnt",
-    "WorkDir",
-    "ReservationName",
-    "Tres",
-    "Account",
-    "QOS",
-    "WcKey",
-    "Cluster",
-    "SubmitTime",
-    "EligibleTime",
-    "ArrayJobId",
-    "ArrayTaskId",
-    "DerivedExitCode",
-    "ExitCode",
-];
-
-fn jobcomp_fields(line: &str) -> BTreeMap<&'static str, &str> {
-    let mut found: Vec<(&'static str, usize, usize)> = Vec::new(); // key, key start, value start
-    let mut cursor = 0;
-    for key in JOBCOMP_KEYS {
-        let needle_at_start = format!("{key}=");
-        let pos = if cursor == 0 && line.starts_with(&needle_at_start) {
-            Some(0)
-        } else {
-            line[cursor..]
-                .find(&format!(" {key}="))
-                .map(|p| cursor + p + 1)
-        };
-        if let Some(p) = pos {
-            found.push((key, p, p + key.len() + 1));
-            cursor = p + key.len() + 1;
-        }
-    }
-    let mut out = BTreeMap::new();
-    for (i, (key, _, vstart)) in found.iter().enumerate() {
-        let vend = found.get(i + 1).map_or(line.len(), |next| next.1 - 1);
-        out.insert(*key, line[*vstart..vend.max(*vstart)].trim_end());
-    }
-    out
-}
-
-/// Parses `jobcomp/filetxt` lines. A job requeued or restarted has several lines per task:
-/// later lines win in [`assemble`] because they come later.
-pub fn parse_jobcomp(text: &str) -> Vec<TaskRecord> {
-    let mut out = Vec::new();
-    for line in text.lines().filter(|l| l.starts_with("JobId=")) {
-        let f = jobcomp_fields(line);
-        let Some(job_id) = f.get("JobId").and_then(|v| v.parse::<u64>().ok()) else {
-            continue;
-        };
-        let (master, task) = match (
-            f.get("ArrayJobId").and_then(|v| v.parse::<u64>().ok()),
-            f.get("ArrayTaskId").and_then(|v| v.parse::<u32>().ok()),
-        ) {
-            (Some(a), Some(t)) if a != 0 => (a, TaskKey::Index(t)),
-            _ => (job_id, TaskKey::Single),
-        };
-        out.push(TaskRecord {
-            master,
-            task,
-            name: f.get("Name").copied().unwrap_or_default().to_owned(),
-            comment: String::new(),
-            state: f.get("JobState").copied().unwrap_or_default().to_owned(),
-            state_reason: String::new(),
-            exit: f
-                .get("ExitCode")
-                .map_or(ExitStatus::Unknown, |v| parse_exit_pair(v)),
-            restart_cnt: 0,
-            submit: f.get("SubmitTime").map_or(0, |v| parse_local_time(v)),
-            start: f.get("StartTime").map_or(0, |v| parse_local_time(v)),
-            end: f.get("EndTime").map_or(0, |v| parse_local_time(v)),
-            output: None,
-        });
-    }
-    out
-}
-
-/// Whether sacct's stderr says there is no accounting storage to ask.
-pub fn sacct_is_disabled(stderr: &str, stdout: &str) -> bool {
-    let text = format!("{stderr}{stdout}");
-    text.contains("accounting storage is disabled")
-        || text.contains("Slurm accounting storage is disabled")
-}
-
 /// What the log-reading command printed: the file's size, then the bytes read from the
 /// offset, base64-encoded. `None` when the file does not exist (yet).
-pub fn parse_log_read(stdout: &str) -> Result<Option<(u64, Vec<u8>)>> {
+pub fn parse_log_read(stdout: &str) -> Result<Option<LogRead>> {
     use base64::Engine as _;
     let mut lines = stdout.lines();
     let first = lines.next().unwrap_or("");
@@ -1012,20 +693,7 @@ pub fn parse_log_read(stdout: &str) -> Result<Option<(u64, Vec<u8>)>> {
             message: "log bytes were not base64".into(),
             source: Some(Box::new(e)),
         })?;
-    Ok(Some((size, bytes)))
-}
-
-/// The longest prefix of `bytes` that does not end inside a UTF-8 sequence (so a tail cut
-/// mid-character is finished by the next read), as text and its length in bytes.
-/// With `at_end` (a finished job's last bytes), dangling bytes are returned lossily so a
-/// follower stops. Invalid bytes earlier in `bytes` are shown lossily either way.
-pub fn utf8_prefix(bytes: &[u8], at_end: bool) -> (String, usize) {
-    let cut = if at_end {
-        bytes.len()
-    } else {
-        farm_core::utf8_complete_len(bytes)
-    };
-    (String::from_utf8_lossy(&bytes[..cut]).into_owned(), cut)
+    Ok(Some(LogRead { size, bytes }))
 }
 
 #[cfg(test)]
@@ -1340,19 +1008,11 @@ mod tests {
         assert_eq!(parse_log_read("missing\n").unwrap(), None);
         assert_eq!(
             parse_log_read("size 5\naGk=\n").unwrap(),
-            Some((5, b"hi".to_vec()))
+            Some(LogRead {
+                size: 5,
+                bytes: b"hi".to_vec()
+            })
         );
         assert!(parse_log_read("garbage").is_err());
-        let bytes = "é".as_bytes();
-        assert_eq!(utf8_prefix(&bytes[..1], false), (String::new(), 0));
-        assert_eq!(utf8_prefix(bytes, false), ("é".to_owned(), 2));
-        assert_eq!(utf8_prefix(&bytes[..1], true), ("\u{fffd}".to_owned(), 1));
-        // A character cut at the end after invalid bytes (binary output) is still held
-        // back until the rest arrives, not turned into U+FFFD.
-        assert_eq!(
-            utf8_prefix(b"\xff ok \xe2\x82", false),
-            ("\u{fffd} ok ".to_owned(), 5)
-        );
-        assert_eq!(utf8_prefix(b"ok \xe0\x80", false).1, 5);
     }
 }

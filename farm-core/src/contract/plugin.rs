@@ -12,6 +12,7 @@ use uuid::Uuid;
 use crate::error::{FarmError, Result};
 use crate::installation::InstallationMetadata;
 use crate::job::{Job, JobFilter, JobId, LogChunk};
+use crate::katana::{CommonSettings, KatanaServices};
 use crate::request::JobRequest;
 use crate::state::JobState;
 
@@ -119,16 +120,30 @@ pub trait FarmPlugin: Send + Sync + fmt::Debug + 'static {
     /// What this adapter supports. Constant for the adapter's lifetime.
     fn capabilities(&self) -> Capabilities;
 
+    /// The farm's staging, installation metadata and render environment, answered from its
+    /// farms-file entry. The four Katana methods below are provided on top of it, so an
+    /// adapter hands its [`KatanaServices`] over here instead of implementing them; an
+    /// adapter that answers them itself (its own asset store, an external program)
+    /// overrides those methods and leaves this `None`.
+    fn katana_services(&self) -> Option<&KatanaServices> {
+        None
+    }
+
     /// Creates a directory readable by the render nodes for one render context and returns
-    /// its path (`createTempDirectory`).
+    /// its path (`createTempDirectory`). Provided: stages under the configured
+    /// `staging_root` of [`katana_services`](FarmPlugin::katana_services).
     ///
     /// # Behavior
     /// - Calling it twice for one render context returns the same path.
     /// - Without the `stage_files` capability it returns `Unsupported`.
-    async fn create_temp_directory(&self, render_context: Uuid) -> Result<String>;
+    async fn create_temp_directory(&self, render_context: Uuid) -> Result<String> {
+        common_settings(self)
+            .create_temp_directory(self.adapter(), render_context)
+            .await
+    }
 
     /// Copies local files where the render nodes can read them and maps each given path to
-    /// its copy (`copyRenderFiles`).
+    /// its copy (`copyRenderFiles`). Provided, as `create_temp_directory`.
     ///
     /// # Behavior
     /// - Each copy has the same bytes as its source when the call returns.
@@ -138,20 +153,34 @@ pub trait FarmPlugin: Send + Sync + fmt::Debug + 'static {
         &self,
         files: &[PathBuf],
         render_context: Uuid,
-    ) -> Result<BTreeMap<PathBuf, String>>;
+    ) -> Result<BTreeMap<PathBuf, String>> {
+        common_settings(self)
+            .copy_render_files(self.adapter(), files, render_context)
+            .await
+    }
 
     /// Describes the Katana installation on the render nodes (`getInstallationMetadata`).
+    /// Provided: the `installation` of [`katana_services`](FarmPlugin::katana_services).
     ///
     /// # Behavior
     /// - Returns the configured metadata with the renderboot command resolved, or a
     ///   `Config` error saying it is not configured.
-    async fn installation_metadata(&self) -> Result<InstallationMetadata>;
+    async fn installation_metadata(&self) -> Result<InstallationMetadata> {
+        match self.katana_services() {
+            Some(services) => services.installation_metadata(),
+            None => common_settings(self).installation_metadata(self.adapter()),
+        }
+    }
 
-    /// Extra variables the render process needs (`getRenderEnvironment`).
+    /// Extra variables the render process needs (`getRenderEnvironment`). Provided: the
+    /// `render_environment` of [`katana_services`](FarmPlugin::katana_services).
     ///
     /// # Behavior
     /// - Returns the configured variables (possibly none); never fails for a valid context.
-    async fn render_environment(&self, render_context: Uuid) -> Result<BTreeMap<String, String>>;
+    async fn render_environment(&self, render_context: Uuid) -> Result<BTreeMap<String, String>> {
+        let _ = render_context; // the same variables for every render of a farm
+        Ok(common_settings(self).render_environment())
+    }
 
     /// The native job file(s) for a request, without submitting: the offline generator.
     ///
@@ -240,6 +269,19 @@ pub trait FarmPlugin: Send + Sync + fmt::Debug + 'static {
     /// - Stopping a finished job is a no-op: it keeps its state.
     /// - Without the `stop` capability it returns `Unsupported`.
     async fn stop(&self, id: &JobId) -> Result<()>;
+}
+
+/// The settings the provided Katana methods answer from: none configured (staging
+/// unsupported, no installation, no variables) when the adapter hands no services over.
+fn common_settings<P: FarmPlugin + ?Sized>(plugin: &P) -> &CommonSettings {
+    static NONE: CommonSettings = CommonSettings {
+        staging: None,
+        installation: None,
+        render_environment: BTreeMap::new(),
+    };
+    plugin
+        .katana_services()
+        .map_or(&NONE, KatanaServices::settings)
 }
 
 /// How [`FarmPluginExt::wait_until_finished`] polls.

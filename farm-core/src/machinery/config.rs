@@ -21,11 +21,13 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use crate::error::{FarmError, Result};
 use crate::installation::InstallationMetadata;
 use crate::staging::SharedStaging;
+
+/// Re-exported from [`katana`](crate::katana), where what it configures is implemented.
+pub use crate::katana::CommonSettings;
 
 /// Environment variable naming the farms file.
 pub const CONFIG_ENV: &str = "FARM_CONFIG";
@@ -210,75 +212,6 @@ pub fn env_overrides(
     out
 }
 
-/// Settings every adapter implements the same way; adapters delegate the four
-/// configuration-driven trait methods to this.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct CommonSettings {
-    /// Staging through a shared directory, when configured.
-    pub staging: Option<SharedStaging>,
-    /// The Katana installation on the render nodes.
-    pub installation: Option<InstallationMetadata>,
-    /// The render environment.
-    pub render_environment: BTreeMap<String, String>,
-}
-
-impl CommonSettings {
-    /// Whether `stage_files` can be offered.
-    pub fn can_stage(&self) -> bool {
-        self.staging.is_some()
-    }
-
-    /// `create_temp_directory` through the shared staging root.
-    pub async fn create_temp_directory(
-        &self,
-        adapter: &str,
-        render_context: Uuid,
-    ) -> Result<String> {
-        let staging = self.staging(adapter, "create_temp_directory")?;
-        Ok(staging
-            .create_temp_directory(render_context)
-            .await?
-            .display()
-            .to_string())
-    }
-
-    /// `copy_render_files` through the shared staging root.
-    pub async fn copy_render_files(
-        &self,
-        adapter: &str,
-        files: &[PathBuf],
-        render_context: Uuid,
-    ) -> Result<BTreeMap<PathBuf, String>> {
-        let staging = self.staging(adapter, "copy_render_files")?;
-        Ok(staging
-            .copy_render_files(files, render_context)
-            .await?
-            .into_iter()
-            .map(|(k, v)| (k, v.display().to_string()))
-            .collect())
-    }
-
-    /// `installation_metadata` from the configuration.
-    pub fn installation_metadata(&self, farm: &str) -> Result<InstallationMetadata> {
-        self.installation.as_ref().map(InstallationMetadata::resolved).ok_or_else(|| {
-            FarmError::config(format!(
-                "farm {farm} has no `installation` (set installation.katana_root in the farms file)"
-            ))
-        })
-    }
-
-    /// `render_environment` from the configuration.
-    pub fn render_environment(&self) -> BTreeMap<String, String> {
-        self.render_environment.clone()
-    }
-
-    fn staging(&self, adapter: &str, operation: &'static str) -> Result<&SharedStaging> {
-        self.staging.as_ref().ok_or_else(|| {
-            FarmError::unsupported(operation, format!("{adapter} (no staging_root configured)"))
-        })
-    }
-}
-
 impl FarmsConfig {
     /// Parses a farms file, naming the line and field of any error.
     pub fn from_yaml_str(text: &str, origin: &str) -> Result<FarmsConfig> {
@@ -460,7 +393,7 @@ mod tests {
         let out = std::process::Command::new(&exe)
             .args([
                 "--exact",
-                "config::tests::unrelated_variables_are_ignored_and_bad_values_name_their_variable",
+                "machinery::config::tests::unrelated_variables_are_ignored_and_bad_values_name_their_variable",
                 "--nocapture",
             ])
             .env("FARM_ENVTEST_CHILD", "1")
@@ -473,7 +406,7 @@ mod tests {
         let bad = std::process::Command::new(&exe)
             .args([
                 "--exact",
-                "config::tests::a_bad_variable_value_names_the_variable",
+                "machinery::config::tests::a_bad_variable_value_names_the_variable",
                 "--nocapture",
             ])
             .env("FARM_ENVTEST_CHILD", "1")
@@ -501,17 +434,5 @@ mod tests {
             err.contains("settings.max_array (from $FARM_ENVTESTADAPTER_MAX_ARRAY)"),
             "{err}"
         );
-    }
-
-    #[tokio::test]
-    async fn staging_without_a_root_is_unsupported_and_installation_must_be_configured() {
-        let common = FarmSpec::new("demo").common();
-        let err = common
-            .create_temp_directory("demo", Uuid::new_v4())
-            .await
-            .unwrap_err();
-        assert_eq!(err.kind(), crate::ErrorKind::Unsupported);
-        let err = common.installation_metadata("hpc").unwrap_err().to_string();
-        assert!(err.contains("installation.katana_root"), "{err}");
     }
 }

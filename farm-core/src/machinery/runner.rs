@@ -289,7 +289,7 @@ mod tests {
         let out = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
-                "runner::tests::child_inherited_credentials_do_not_reach_commands",
+                "machinery::runner::tests::child_inherited_credentials_do_not_reach_commands",
                 "--nocapture",
             ])
             .env("FARM_RUNNER_CHILD", "1")
