@@ -21,7 +21,7 @@ pub mod render;
 use std::sync::Arc;
 
 pub use config::{OpenJdSettings, Transport};
-pub use plugin::OpenJdFarm;
+pub use plugin::{ADAPTER, OpenJdFarm};
 
 /// One-line summary for `farm adapters`.
 pub const SUMMARY: &str =
@@ -37,5 +37,5 @@ pub fn factory(
 
 /// Registers the `openjd` adapter.
 pub fn register(registry: &mut farm_core::AdapterRegistry) {
-    registry.register("openjd", SUMMARY, factory);
+    registry.register(ADAPTER, SUMMARY, factory);
 }

@@ -1,17 +1,17 @@
 //! `OpenJdFarm`: the `FarmPlugin` for OpenJD bundles, run locally by `openjd run` or sent
 //! to AWS Deadline Cloud with the `deadline` CLI.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use farm_core::journal::{Journal, JournalEntry};
+use farm_core::tail::{self, LogRead};
 use farm_core::{
-    Capabilities, CommandRunner, CommonSettings, EpochMillis, FarmError, FarmPlugin, FarmSpec,
-    InstallationMetadata, Job, JobFilter, JobId, JobRequest, LocalRunner, LogChunk, RenderedJob,
-    Result, now_millis, utf8_complete_len,
+    Capabilities, CommandRunner, CommonSettings, EpochMillis, FarmError, FarmPlugin, FarmSpec, Job,
+    JobFilter, JobId, JobRequest, KatanaServices, LocalRunner, LogChunk, RenderedJob, Result,
+    now_millis,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -53,6 +53,9 @@ impl JournalEntry for Submitted {
     }
 }
 
+/// The adapter's name in farms files and messages.
+pub const ADAPTER: &str = "openjd";
+
 #[derive(Debug)]
 enum Backend {
     Local(LocalRuns),
@@ -66,8 +69,7 @@ enum Backend {
 /// An Open Job Description farm.
 #[derive(Debug)]
 pub struct OpenJdFarm {
-    name: String,
-    common: CommonSettings,
+    katana: KatanaServices,
     backend: Backend,
 }
 
@@ -75,11 +77,15 @@ impl OpenJdFarm {
     /// Builds farm `name` from its farms-file entry.
     pub fn from_spec(name: &str, spec: &FarmSpec) -> Result<OpenJdFarm> {
         let settings: OpenJdSettings = spec.settings_as(name)?;
-        OpenJdFarm::new(name, settings, spec.common())
+        OpenJdFarm::from_settings(name, settings, spec.common())
     }
 
     /// Builds a farm from settings; the deadline-cloud transport runs the CLI locally.
-    pub fn new(name: &str, settings: OpenJdSettings, common: CommonSettings) -> Result<OpenJdFarm> {
+    pub fn from_settings(
+        name: &str,
+        settings: OpenJdSettings,
+        common: CommonSettings,
+    ) -> Result<OpenJdFarm> {
         let runner = Arc::new(LocalRunner::new(settings.command_timeout));
         OpenJdFarm::with_runner(name, settings, common, runner)
     }
@@ -114,8 +120,7 @@ impl OpenJdFarm {
             },
         };
         Ok(OpenJdFarm {
-            name: name.to_owned(),
-            common,
+            katana: KatanaServices::new(name, common),
             backend,
         })
     }
@@ -167,7 +172,7 @@ impl OpenJdFarm {
     }
 
     fn unsupported(&self, operation: &'static str) -> FarmError {
-        FarmError::unsupported(operation, format!("openjd ({})", self.name))
+        FarmError::unsupported(operation, format!("openjd ({})", self.katana.farm()))
     }
 }
 
@@ -183,26 +188,27 @@ fn read_tail(path: &std::path::Path, max: u64) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
+/// A chunk of a log held in memory (Deadline Cloud's logs come from the CLI), cut like a
+/// log file read from `offset`.
 fn chunk_of(bytes: &[u8], offset: u64, terminal: bool) -> LogChunk {
     let start = (offset as usize).min(bytes.len());
-    let end = bytes.len().min(start + LOG_CHUNK_BYTES as usize);
-    let end = start + utf8_complete_len(&bytes[start..end]);
-    LogChunk {
-        data: String::from_utf8_lossy(&bytes[start..end]).into_owned(),
-        next_offset: end as u64,
-        complete: terminal && end == bytes.len(),
-    }
+    let end = bytes.len().min(start + tail::LOG_CHUNK_BYTES as usize);
+    let read = LogRead {
+        size: bytes.len() as u64,
+        bytes: bytes[start..end].to_vec(),
+    };
+    tail::chunk(start as u64, Some(read), terminal)
 }
 
 #[async_trait]
 impl FarmPlugin for OpenJdFarm {
     fn adapter(&self) -> &str {
-        "openjd"
+        ADAPTER
     }
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            stage_files: self.common.can_stage(),
+            stage_files: self.katana.can_stage(),
             list_jobs: true,
             render_log: matches!(self.backend, Backend::Local(_)),
             read_log: true,
@@ -213,28 +219,8 @@ impl FarmPlugin for OpenJdFarm {
         }
     }
 
-    async fn create_temp_directory(&self, render_context: Uuid) -> Result<String> {
-        self.common
-            .create_temp_directory("openjd", render_context)
-            .await
-    }
-
-    async fn copy_render_files(
-        &self,
-        files: &[PathBuf],
-        render_context: Uuid,
-    ) -> Result<BTreeMap<PathBuf, String>> {
-        self.common
-            .copy_render_files("openjd", files, render_context)
-            .await
-    }
-
-    async fn installation_metadata(&self) -> Result<InstallationMetadata> {
-        self.common.installation_metadata(&self.name)
-    }
-
-    async fn render_environment(&self, _render_context: Uuid) -> Result<BTreeMap<String, String>> {
-        Ok(self.common.render_environment())
+    fn katana_services(&self) -> Option<&KatanaServices> {
+        Some(&self.katana)
     }
 
     async fn render(&self, request: &JobRequest) -> Result<RenderedJob> {
@@ -328,9 +314,7 @@ impl FarmPlugin for OpenJdFarm {
         let terminal = job.state.is_terminal();
         match &self.backend {
             Backend::Local(_) => {
-                let path = job.render_log_filename.unwrap_or_default();
-                let bytes = std::fs::read(&path).unwrap_or_default();
-                Ok(chunk_of(&bytes, offset, terminal))
+                tail::read_log_file(job.render_log_filename.as_deref(), offset, terminal).await
             }
             Backend::Deadline { cli, .. } => {
                 let text = cli.logs(id).await?;

@@ -19,7 +19,7 @@ async fn local_openjd() -> farm_conformance::TestFarm {
         ..Default::default()
     };
     std::fs::create_dir_all(dir.path().join("staging")).unwrap();
-    let farm = farm_openjd::OpenJdFarm::new("suite", settings, common).unwrap();
+    let farm = farm_openjd::OpenJdFarm::from_settings("suite", settings, common).unwrap();
     let mut suite = farm_conformance::SuiteSettings::new(dir.path().join("scratch"));
     suite.poll_interval = std::time::Duration::from_millis(100);
     farm_conformance::TestFarm::new(Arc::new(farm))

@@ -17,7 +17,7 @@ fn farm() -> OpenJdFarm {
         data_root: Some(std::env::temp_dir().join("farm-openjd-golden")),
         ..OpenJdSettings::default()
     };
-    OpenJdFarm::new("studio", settings, Default::default()).unwrap()
+    OpenJdFarm::from_settings("studio", settings, Default::default()).unwrap()
 }
 
 fn requests() -> Vec<(String, JobRequest)> {
