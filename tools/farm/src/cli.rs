@@ -105,17 +105,17 @@ pub enum Command {
         command: QueueCommand,
     },
     /// Run one local-queue agent that joins a queue, here or over the network.
-    Agent(farm_local::cli::AgentArgs),
+    Agent(crate::queue_cli::AgentArgs),
     /// Start or stop local-queue agents on another machine over ssh.
-    Agents(farm_local::cli::AgentsArgs),
+    Agents(crate::queue_cli::AgentsArgs),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum QueueCommand {
     /// Run the queue in the foreground: HTTP API and web page, local agents, SQLite state.
-    Serve(farm_local::cli::ServeArgs),
+    Serve(crate::queue_cli::ServeArgs),
     /// Print a one-time login link to the queue's web page (the queue must be running).
-    Url(farm_local::cli::UrlArgs),
+    Url(crate::queue_cli::UrlArgs),
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@ mod cli;
 mod commands;
 mod farms;
 mod output;
+mod queue_cli;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -52,21 +53,21 @@ async fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Queue {
             command: cli::QueueCommand::Serve(args),
         } => {
-            farm_local::cli::serve(args.clone()).await?;
+            queue_cli::serve(args.clone()).await?;
             return Ok(ExitCode::SUCCESS);
         }
         Command::Queue {
             command: cli::QueueCommand::Url(args),
         } => {
-            println!("{}", farm_local::cli::page_url(args)?);
+            queue_cli::url(args).await?;
             return Ok(ExitCode::SUCCESS);
         }
         Command::Agent(args) => {
-            farm_local::cli::agent(args.clone()).await?;
+            queue_cli::agent(args.clone()).await?;
             return Ok(ExitCode::SUCCESS);
         }
         Command::Agents(args) => {
-            farm_local::cli::agents(args.clone()).await?;
+            queue_cli::agents(args.clone()).await?;
             return Ok(ExitCode::SUCCESS);
         }
         _ => {}

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{Api, FAST, ServerProcess, agent_processes, eventually};
-use farm_local::store::{Store, StoreOptions};
+use farm_queue::store::{Store, StoreOptions};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::json;

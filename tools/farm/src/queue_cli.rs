@@ -1,20 +1,20 @@
-//! Command-line entry points for `farm queue serve`, `farm agent` and `farm agents`, as clap
-//! argument structs and async functions a binary wires in one line each.
+//! `farm queue serve`, `farm queue url`, `farm agent` and `farm agents`: the local queue's
+//! commands.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 use farm_core::{FarmError, Result};
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::{AgentConfig, hostname};
-use crate::data_root::{DataRoot, TokenKind};
-use crate::remote::Remote;
-use crate::server::{DEFAULT_PORT, ServerConfig};
-use crate::store::Durability;
+use farm_queue::agent::{AgentConfig, hostname};
+use farm_queue::data_root::{DataRoot, TokenKind};
+use farm_queue::remote::Remote;
+use farm_queue::server::{DEFAULT_PORT, ServerConfig};
+use farm_queue::store::Durability;
 
 fn duration(text: &str) -> std::result::Result<Duration, String> {
     humantime::parse_duration(text)
@@ -65,8 +65,26 @@ pub struct ServeArgs {
     pub kill_grace: Duration,
     /// normal: nothing acknowledged is lost if the server is killed; full: nor on power loss
     /// (every commit waits for the disk).
-    #[arg(long, value_enum, default_value_t = Durability::Normal)]
-    pub durability: Durability,
+    #[arg(long, value_enum, default_value_t = DurabilityArg::Normal)]
+    pub durability: DurabilityArg,
+}
+
+/// How durable a commit is before it is acknowledged ([`Durability`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DurabilityArg {
+    /// Survives the server being killed; the last moments may be lost on power failure.
+    Normal,
+    /// Every commit reaches the disk before the reply (slower).
+    Full,
+}
+
+impl From<DurabilityArg> for Durability {
+    fn from(arg: DurabilityArg) -> Durability {
+        match arg {
+            DurabilityArg::Normal => Durability::Normal,
+            DurabilityArg::Full => Durability::Full,
+        }
+    }
 }
 
 impl ServeArgs {
@@ -84,7 +102,7 @@ impl ServeArgs {
         config.heartbeat = self.heartbeat;
         config.agent_timeout = self.agent_timeout;
         config.idle_shutdown = self.idle_shutdown;
-        config.durability = self.durability;
+        config.durability = self.durability.into();
         config
     }
 }
@@ -93,7 +111,7 @@ impl ServeArgs {
 pub async fn serve(args: ServeArgs) -> Result<()> {
     let config = args.config();
     let root = config.data_root.clone();
-    let server = crate::server::start(config).await?;
+    let server = farm_queue::server::start(config).await?;
     println!("farm queue listening on {}", server.url());
     eprintln!(
         "data root {} ({} local agents); clients need the token in {}, agents the one in {}",
@@ -135,84 +153,14 @@ pub struct UrlArgs {
     pub data_root: Option<PathBuf>,
 }
 
-/// The web page's address with a login code in the URL fragment (`URL/#code=...`): the
-/// running queue issues the code, valid for one login within a minute, so what the browser
-/// keeps in its history is worth nothing afterwards, and the token itself is never in an
-/// address. Needs the queue to be running; it must first prove it holds the token.
-///
-/// Blocking (it runs the exchange on a thread of its own, so it may be called from async
-/// code too); [`login_url`] is the same, async.
-pub fn page_url(args: &UrlArgs) -> Result<String> {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| FarmError::io("cannot start an async runtime", e))?
-                    .block_on(login_url(args))
-            })
-            .join()
-            .unwrap_or_else(|_| {
-                Err(FarmError::scheduler(
-                    "asking the queue for a login code failed",
-                ))
-            })
-    })
-}
-
-/// [`page_url`], async.
-pub async fn login_url(args: &UrlArgs) -> Result<String> {
-    use secrecy::ExposeSecret;
+/// Prints the web page's address with a one-time login code.
+pub async fn url(args: &UrlArgs) -> Result<()> {
     let root = DataRoot::resolve(args.data_root.as_deref());
-    let token = root
-        .read_token(TokenKind::Api)
-        .map_err(|e| {
-            FarmError::io(
-                format!("cannot read the token in {}", root.path().display()),
-                e,
-            )
-        })?
-        .ok_or_else(|| {
-            FarmError::config(format!(
-                "no api.token in {}: has a queue run with this data root?",
-                root.path().display()
-            ))
-        })?;
-    let base = args.url.trim_end_matches('/');
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| FarmError::config(format!("cannot build an HTTP client: {e}")))?;
-    crate::client::authenticate(&http, base, &token)
-        .await
-        .map_err(|e| match e {
-            FarmError::Unavailable { message, source } => FarmError::Unavailable {
-                message: format!("{message}; start the queue first (`farm queue serve`)"),
-                source,
-            },
-            other => other,
-        })?;
-    let reply = http
-        .post(format!("{base}/web/v1/login-codes"))
-        .bearer_auth(token.expose_secret())
-        .send()
-        .await
-        .map_err(|e| FarmError::Unavailable {
-            message: format!("cannot ask {base} for a login code: {e}"),
-            source: Some(Box::new(e)),
-        })?;
-    let status = reply.status();
-    let body: serde_json::Value = reply.json().await.unwrap_or_default();
-    match body["code"].as_str() {
-        Some(code) if status.is_success() && crate::auth::valid_challenge(code) => {
-            Ok(format!("{base}/#code={code}"))
-        }
-        _ => Err(FarmError::scheduler(format!(
-            "{base} did not issue a login code ({status}): {}",
-            body["detail"].as_str().unwrap_or("no detail")
-        ))),
-    }
+    println!(
+        "{}",
+        farm_local::client::web_login_url(&args.url, &root).await?
+    );
+    Ok(())
 }
 
 /// `farm agent`: run one agent that joins a queue.
@@ -296,7 +244,7 @@ pub async fn agent(args: AgentArgs) -> Result<()> {
             shutdown.cancel();
         });
     }
-    crate::agent::run(config, shutdown).await
+    farm_queue::agent::run(config, shutdown).await
 }
 
 /// The first line of a token file; its content is never shown in an error.
