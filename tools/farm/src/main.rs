@@ -100,10 +100,13 @@ enum Command {
     /// Run the conformance suite against a farm.
     Conformance(commands::conformance::Args),
     /// The local queue server (what the `local` farm talks to).
+    #[cfg(feature = "local")]
     Queue(commands::queue::Args),
     /// Run one local-queue agent that joins a queue, here or over the network.
+    #[cfg(feature = "local")]
     Agent(commands::agent::Args),
     /// Start or stop local-queue agents on another machine over ssh.
+    #[cfg(feature = "local")]
     Agents(commands::agents::Args),
 }
 
@@ -152,8 +155,11 @@ async fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Installation => commands::installation::run(&ctx).await,
         Command::Environment(args) => commands::environment::run(args, &ctx).await,
         Command::Conformance(args) => commands::conformance::run(args, &ctx).await,
+        #[cfg(feature = "local")]
         Command::Queue(args) => commands::queue::run(args).await,
+        #[cfg(feature = "local")]
         Command::Agent(args) => commands::agent::run(args).await,
+        #[cfg(feature = "local")]
         Command::Agents(args) => commands::agents::run(args).await,
     }
 }

@@ -1,6 +1,8 @@
 //! The conformance suite against the real queue: a `farm queue serve` process with two
 //! real agent processes, reached through the `local` adapter over HTTP.
 
+#![cfg(feature = "local")]
+
 mod common;
 
 use std::sync::Arc;

@@ -2,6 +2,8 @@
 //! mid-task, a graceful restart. Every job must end exactly once, nothing may run twice at
 //! once, and no job may stay Running.
 
+#![cfg(feature = "local")]
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -2,6 +2,8 @@
 //! starts, credentials stay out of agents, the queue proves it holds the token, and the web
 //! page's login codes work once (impostors are in `adapters/local/tests/impostor.rs`).
 
+#![cfg(feature = "local")]
+
 mod common;
 
 use std::process::Command;

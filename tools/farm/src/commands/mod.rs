@@ -14,7 +14,9 @@ use crate::Global;
 use crate::farms::Farms;
 use crate::output::Output;
 
+#[cfg(feature = "local")]
 pub mod agent;
+#[cfg(feature = "local")]
 pub mod agents;
 pub mod conformance;
 pub mod copy_files;
@@ -23,6 +25,7 @@ pub mod farms;
 pub mod installation;
 pub mod list;
 pub mod log;
+#[cfg(feature = "local")]
 pub mod queue;
 pub mod render;
 pub mod start;
@@ -128,6 +131,7 @@ pub fn load_request(path: &Path) -> Result<JobRequest> {
 }
 
 /// Waits for Ctrl-C or SIGTERM.
+#[cfg(feature = "local")]
 pub async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).ok();
