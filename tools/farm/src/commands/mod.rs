@@ -114,18 +114,13 @@ pub fn read_request(path: &Path) -> Result<JobRequest> {
     }
 }
 
-/// [`read_request`], then validates it; a request file that cannot be parsed is named in
-/// the error.
+/// Reads and validates a request: a file as [`JobRequest::from_path`] does (which names the
+/// file in parse errors), stdin as [`read_request`] does.
 pub fn load_request(path: &Path) -> Result<JobRequest> {
-    let request = read_request(path).map_err(|e| match e {
-        FarmError::InvalidRequest { field, problem } if path != Path::new("-") => {
-            FarmError::InvalidRequest {
-                field,
-                problem: format!("{problem} (in {})", path.display()),
-            }
-        }
-        other => other,
-    })?;
+    if path != Path::new("-") {
+        return JobRequest::from_path(path);
+    }
+    let request = read_request(path)?;
     request.validate()?;
     Ok(request)
 }

@@ -223,28 +223,24 @@ impl Store {
             tx.query_row("SELECT log_path FROM jobs WHERE id = ?1", [job], |r| {
                 r.get(0)
             })?;
-        if tries < max {
-            let reason = format!("requeued: {why} (try {tries} of {max})");
-            tx.execute(
+        let requeue = tries < max;
+        let (reason, update) = if requeue {
+            (
+                format!("requeued: {why} (try {tries} of {max})"),
                 "UPDATE tasks SET state = 'queued', assignment_id = NULL, reason = ?3 WHERE job_id = ?1 AND idx = ?2",
-                params![job, idx, reason],
-            )?;
-            append_to_log(
-                Path::new(&log_path),
-                format!("farm: task {idx} {reason}\n").as_bytes(),
-            )?;
-            fx.work = true;
+            )
         } else {
-            let reason = format!("lost: {why}, {tries} of {max} tries used");
-            tx.execute(
+            (
+                format!("lost: {why}, {tries} of {max} tries used"),
                 "UPDATE tasks SET state = 'failed', reason = ?3 WHERE job_id = ?1 AND idx = ?2",
-                params![job, idx, reason],
-            )?;
-            append_to_log(
-                Path::new(&log_path),
-                format!("farm: task {idx} {reason}\n").as_bytes(),
-            )?;
-        }
+            )
+        };
+        tx.execute(update, params![job, idx, reason])?;
+        append_to_log(
+            Path::new(&log_path),
+            format!("farm: task {idx} {reason}\n").as_bytes(),
+        )?;
+        fx.work |= requeue;
         Ok(())
     }
 }
