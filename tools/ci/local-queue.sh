@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Real-component checks of the local queue (package farm-local), for CI.
+# Real-component checks of the local queue (package farm-queue, run as `farm queue serve`),
+# for CI.
 #
 # What it installs: schemathesis (pinned, from PyPI) into a virtualenv; Rust crates come
 # through cargo.
 #
 # What it runs:
-#   schemathesis against docs/http-scheduler.openapi.yaml and a real `farm-local queue
-#   serve`: fails on any server error (5xx) and on any response that does not match the
-#   spec (status codes, bodies, content types, headers, Allow on 405, auth). The server runs
-#   with no agents, so the fuzzed jobs it accepts are stored and listed but never executed.
+#   schemathesis against docs/http-scheduler.openapi.yaml and a real `farm queue serve`:
+#   fails on any server error (5xx) and on any response that does not match the spec
+#   (status codes, bodies, content types, headers, Allow on 405, auth). The server runs with
+#   no agents, so the fuzzed jobs it accepts are stored and listed but never executed.
 #
 #   The HTTP adapter's conformance suite against a real server (package farm-http,
 #   tests/conformance.rs, `real_server`, gated on FARM_TEST_HTTP_URL): a second real queue,
@@ -17,9 +18,10 @@
 #   Tokens travel in environment variables only (schemathesis reads its token through
 #   tools/ci/local-queue.schemathesis.toml), never on a command line.
 #
-#   With --with-cargo-tests, first `cargo test -p farm-local`. CI does not need that flag:
-#   those tests need nothing but this machine, so `cargo test --workspace` already runs them
-#   (the conformance suite against a real server with real agent processes; the crash tests:
+#   With --with-cargo-tests, first `cargo test -p farm-queue -p farm-local -p farm` (the
+#   queue's process tests are the `farm` package's, since they run `farm queue serve` and
+#   `farm agent`). CI does not need that flag: those tests need nothing but this machine, so
+#   `cargo test --workspace` already runs them (the conformance suite against a real server with real agent processes; the crash tests:
 #   kill -9 of the server with 1,000 jobs in flight, agents killed and frozen mid-task, a
 #   graceful restart; remote agents over TCP with and without the token and over ssh; the
 #   queue the `local` adapter starts on demand).
@@ -38,8 +40,8 @@ RUN_CARGO_TESTS=0
 [ "${1:-}" = "--with-cargo-tests" ] && RUN_CARGO_TESTS=1
 
 if [ "$RUN_CARGO_TESTS" = 1 ]; then
-  echo "== cargo test -p farm-local"
-  cargo test --locked -p farm-local
+  echo "== cargo test -p farm-queue -p farm-local -p farm"
+  cargo test --locked -p farm-queue -p farm-local -p farm
 fi
 
 echo "== schemathesis $SCHEMATHESIS_VERSION against docs/http-scheduler.openapi.yaml"
@@ -52,7 +54,7 @@ if [ ! -x "$VENV/bin/st" ] || ! "$VENV/bin/st" --version 2>/dev/null | grep -q "
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
-cargo build --locked -p farm-local --bin farm-local
+cargo build --locked -p farm --bin farm
 work="$(mktemp -d)"
 server_pids=()
 cleanup() {
@@ -68,12 +70,12 @@ trap cleanup EXIT
 
 target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 
-# start_queue NAME ARGS...: a `farm-local queue serve` on a free port with data root
+# start_queue NAME ARGS...: a `farm queue serve` on a free port with data root
 # $work/NAME; sets $url. Its output goes to $work/NAME.out and $work/NAME.err.
 start_queue() {
   local name=$1
   shift
-  RUST_LOG=warn "$target_dir/debug/farm-local" queue serve --port 0 --data-root "$work/$name" "$@" \
+  RUST_LOG=warn "$target_dir/debug/farm" queue serve --port 0 --data-root "$work/$name" "$@" \
     >"$work/$name.out" 2>"$work/$name.err" &
   local pid=$!
   server_pids+=("$pid")

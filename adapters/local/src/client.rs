@@ -1,6 +1,7 @@
 //! The only code of the `local` adapter that starts processes or probes the server: making
-//! sure a queue answers, starting one in the background when none does, and checking that
-//! what answers holds the queue's token before anything sends it there.
+//! sure a queue answers, starting one in the background when none does, checking that what
+//! answers holds the queue's token before anything sends it there, and asking the queue for
+//! a web login code.
 //!
 //! The embedded queue is a detached `farm queue serve --idle-shutdown 15m` process rather
 //! than a server inside the calling program: `farm submit` can return at once and a later
@@ -20,9 +21,10 @@ use std::time::{Duration, Instant};
 use farm_core::{FarmError, Result};
 use secrecy::SecretString;
 
-use crate::auth;
+use farm_queue::auth;
+use farm_queue::data_root::{DataRoot, TokenKind};
+
 use crate::config::LocalSettings;
-use crate::data_root::DataRoot;
 
 /// What answers at the queue's URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +94,63 @@ pub async fn authenticate(http: &reqwest::Client, url: &str, token: &SecretStrin
             " with a wrong proof"
         }
     )))
+}
+
+/// The address of the queue's web page with a login code in the URL fragment
+/// (`URL/#code=...`), as `farm queue url` prints it: the running queue issues the code,
+/// valid for one login within a minute, so what the browser keeps in its history is worth
+/// nothing afterwards, and the token itself is never in an address. Needs the queue at
+/// `url` to be running, and to prove first that it holds the token in `root`.
+pub async fn web_login_url(url: &str, root: &DataRoot) -> Result<String> {
+    use secrecy::ExposeSecret;
+    let token = root
+        .read_token(TokenKind::Api)
+        .map_err(|e| {
+            FarmError::io(
+                format!("cannot read the token in {}", root.path().display()),
+                e,
+            )
+        })?
+        .ok_or_else(|| {
+            FarmError::config(format!(
+                "no api.token in {}: has a queue run with this data root?",
+                root.path().display()
+            ))
+        })?;
+    let base = url.trim_end_matches('/');
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| FarmError::config(format!("cannot build an HTTP client: {e}")))?;
+    authenticate(&http, base, &token)
+        .await
+        .map_err(|e| match e {
+            FarmError::Unavailable { message, source } => FarmError::Unavailable {
+                message: format!("{message}; start the queue first (`farm queue serve`)"),
+                source,
+            },
+            other => other,
+        })?;
+    let reply = http
+        .post(format!("{base}/web/v1/login-codes"))
+        .bearer_auth(token.expose_secret())
+        .send()
+        .await
+        .map_err(|e| FarmError::Unavailable {
+            message: format!("cannot ask {base} for a login code: {e}"),
+            source: Some(Box::new(e)),
+        })?;
+    let status = reply.status();
+    let body: serde_json::Value = reply.json().await.unwrap_or_default();
+    match body["code"].as_str() {
+        Some(code) if status.is_success() && auth::valid_challenge(code) => {
+            Ok(format!("{base}/#code={code}"))
+        }
+        _ => Err(FarmError::scheduler(format!(
+            "{base} did not issue a login code ({status}): {}",
+            body["detail"].as_str().unwrap_or("no detail")
+        ))),
+    }
 }
 
 /// Variables an autostarted queue keeps from the caller's environment; everything else is

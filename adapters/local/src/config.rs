@@ -21,7 +21,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::server::DEFAULT_PORT;
+use farm_queue::DEFAULT_PORT;
 
 /// Settings of the `local` adapter.
 #[derive(Debug, Clone, Deserialize)]

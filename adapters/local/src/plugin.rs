@@ -17,12 +17,12 @@ use farm_core::{
     JobId, JobRequest, JobState, LogChunk, RenderedJob, Result, SharedStaging,
 };
 use farm_http::{HttpFarm, HttpSettings};
+use farm_queue::data_root::{DataRoot, TokenKind};
 use secrecy::SecretString;
 use uuid::Uuid;
 
 use crate::client::{Probe, authenticate, ensure_server, loopback, probe};
 use crate::config::LocalSettings;
-use crate::data_root::{DataRoot, TokenKind};
 
 /// The adapter name.
 pub const ADAPTER: &str = "local";

@@ -9,11 +9,18 @@ use farm_core::{AdapterRegistry, FarmError, FarmPlugin, FarmSpec, FarmsConfig, R
 pub fn registry() -> AdapterRegistry {
     let mut registry = AdapterRegistry::new();
     farm_conformance::simulator::register(&mut registry);
+    #[cfg(feature = "external")]
     farm_external::register(&mut registry);
+    #[cfg(feature = "http")]
     farm_http::register(&mut registry);
+    #[cfg(feature = "local")]
     farm_local::register(&mut registry);
+    #[cfg(feature = "htcondor")]
     farm_htcondor::register(&mut registry);
+    #[cfg(feature = "slurm")]
     farm_slurm::register(&mut registry);
+    #[cfg(feature = "openjd")]
+    farm_openjd::register(&mut registry);
     registry
 }
 
@@ -37,8 +44,6 @@ pub struct Farms {
 
 /// Built-in farms, available unless the farms file defines the same name.
 fn builtins() -> Vec<(&'static str, FarmSpec)> {
-    let mut local = FarmSpec::new("local");
-    local.description = Some("the local queue on this machine (started on demand)".into());
     let mut sim = FarmSpec::new("simulator");
     sim.description = Some("in-memory simulator: jobs run on this machine while farm runs".into());
     // Logs outlive the process so the log path `farm submit --wait` prints stays readable;
@@ -46,7 +51,14 @@ fn builtins() -> Vec<(&'static str, FarmSpec)> {
     let state_dir = cache_dir().join("farm").join("simulator");
     sim.settings =
         serde_yaml::to_value(serde_json::json!({ "state_dir": state_dir })).unwrap_or_default();
-    vec![("local", local), ("simulator", sim)]
+    let mut farms = Vec::new();
+    if cfg!(feature = "local") {
+        let mut local = FarmSpec::new("local");
+        local.description = Some("the local queue on this machine (started on demand)".into());
+        farms.push(("local", local));
+    }
+    farms.push(("simulator", sim));
+    farms
 }
 
 impl Farms {

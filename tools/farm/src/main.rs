@@ -1,22 +1,114 @@
 //! `farm`: the command line of the render-farm bridge.
 
-mod cli;
 mod commands;
 mod farms;
 mod output;
 
-use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use clap::Parser;
-use farm_conformance::{Outcome, Selection, SuiteSettings, TestFarm};
+use clap::{Args, Parser, Subcommand};
 use farm_core::{FarmError, Result};
-use serde_json::json;
 
-use cli::{Cli, Command, ConformanceArgs, Output};
-use farms::{Farms, Source};
-use output::{exit, print_json};
+use commands::{Context, ContextArgs, IdsArgs};
+use output::Output;
+
+const EXIT_CODES: &str = "\
+Exit status:
+  0   success
+  1   other error (I/O, internal)
+  2   usage error
+  3   job not found
+  4   invalid request
+  5   operation not supported by the farm's adapter
+  6   scheduler unavailable (retry later)
+  7   permission denied
+  8   scheduler error
+  9   configuration error
+  10  job finished Failed (submit --wait)
+  11  job finished Cancelled (submit --wait)
+  12  conformance checks failed
+
+Environment:
+  FARM_CONFIG        farms file (default: ~/.config/farm/farms.yaml)
+  FARM               farm to use when --farm is not given
+  RUST_LOG           tracing filter, e.g. RUST_LOG=farm=debug";
+
+/// Render, submit, watch and control render jobs on any configured farm.
+///
+/// A farm is a named scheduler from the farms file (Slurm, HTCondor, an HTTP scheduler, the
+/// local queue). Without a farms file, the built-in `local` farm (a queue on this machine)
+/// and `simulator` farm are available.
+#[derive(Debug, Parser)]
+#[command(name = "farm", version, after_long_help = EXIT_CODES, max_term_width = 100)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every subcommand takes.
+#[derive(Debug, Args)]
+struct Global {
+    /// Farms file to read instead of $FARM_CONFIG or ~/.config/farm/farms.yaml.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Farm to use (a name from the farms file, `local` or `simulator`).
+    #[arg(long, short = 'f', global = true, env = "FARM", value_name = "NAME")]
+    pub farm: Option<String>,
+    /// Output format: text for people, json for programs (one JSON document on stdout).
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// Print the full cause chain of errors.
+    #[arg(long, short = 'v', global = true)]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate the native job file(s) for a request without submitting (offline).
+    ///
+    /// Prints the main file (an sbatch script, an HTCondor submit description, the JSON body
+    /// an HTTP scheduler receives) on stdout. With --out, writes every file atomically: to
+    /// the given path for a single file, or into the given directory.
+    Render(commands::render::Args),
+    /// Submit one or more requests and print the job ids.
+    Submit(commands::submit::Args),
+    /// Check requests without submitting and list every problem.
+    Validate(commands::validate::Args),
+    /// Show the state and details of jobs.
+    Status(IdsArgs),
+    /// List jobs, optionally filtered.
+    List(commands::list::Args),
+    /// Print a job's render log; --follow keeps printing until the job ends.
+    Log(commands::log::Args),
+    /// Stop jobs (a finished job is left as it is).
+    Stop(IdsArgs),
+    /// Start jobs again (a finished job runs a new attempt; a running one is left alone).
+    Start(IdsArgs),
+    /// List the configured farms and what their adapters can do.
+    Farms,
+    /// Create (or find) the render context's directory that render nodes can read.
+    TempDir(ContextArgs),
+    /// Copy render files where the render nodes can read them; prints source -> copy.
+    CopyFiles(commands::copy_files::Args),
+    /// Show the Katana installation the farm's render nodes use.
+    Installation,
+    /// Show the extra environment the farm gives render processes.
+    Environment(ContextArgs),
+    /// Run the conformance suite against a farm.
+    Conformance(commands::conformance::Args),
+    /// The local queue server (what the `local` farm talks to).
+    #[cfg(feature = "local")]
+    Queue(commands::queue::Args),
+    /// Run one local-queue agent that joins a queue, here or over the network.
+    #[cfg(feature = "local")]
+    Agent(commands::agent::Args),
+    /// Start or stop local-queue agents on another machine over ssh.
+    #[cfg(feature = "local")]
+    Agents(commands::agents::Args),
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -47,229 +139,27 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: &Cli) -> Result<ExitCode> {
-    let out = cli.global.output;
+    let ctx = Context::new(&cli.global);
     match &cli.command {
-        Command::Queue {
-            command: cli::QueueCommand::Serve(args),
-        } => {
-            farm_local::cli::serve(args.clone()).await?;
-            return Ok(ExitCode::SUCCESS);
-        }
-        Command::Queue {
-            command: cli::QueueCommand::Url(args),
-        } => {
-            println!("{}", farm_local::cli::page_url(args)?);
-            return Ok(ExitCode::SUCCESS);
-        }
-        Command::Agent(args) => {
-            farm_local::cli::agent(args.clone()).await?;
-            return Ok(ExitCode::SUCCESS);
-        }
-        Command::Agents(args) => {
-            farm_local::cli::agents(args.clone()).await?;
-            return Ok(ExitCode::SUCCESS);
-        }
-        _ => {}
+        Command::Render(args) => commands::render::run(args, &ctx).await,
+        Command::Submit(args) => commands::submit::run(args, &ctx).await,
+        Command::Validate(args) => commands::validate::run(args, &ctx).await,
+        Command::Status(args) => commands::status::run(args, &ctx).await,
+        Command::List(args) => commands::list::run(args, &ctx).await,
+        Command::Log(args) => commands::log::run(args, &ctx).await,
+        Command::Stop(args) => commands::stop::run(args, &ctx).await,
+        Command::Start(args) => commands::start::run(args, &ctx).await,
+        Command::Farms => commands::farms::run(&ctx).await,
+        Command::TempDir(args) => commands::temp_dir::run(args, &ctx).await,
+        Command::CopyFiles(args) => commands::copy_files::run(args, &ctx).await,
+        Command::Installation => commands::installation::run(&ctx).await,
+        Command::Environment(args) => commands::environment::run(args, &ctx).await,
+        Command::Conformance(args) => commands::conformance::run(args, &ctx).await,
+        #[cfg(feature = "local")]
+        Command::Queue(args) => commands::queue::run(args).await,
+        #[cfg(feature = "local")]
+        Command::Agent(args) => commands::agent::run(args).await,
+        #[cfg(feature = "local")]
+        Command::Agents(args) => commands::agents::run(args).await,
     }
-    if let Command::Validate(args) = &cli.command {
-        return commands::validate(args, out);
-    }
-    if let Command::Conformance(args) = &cli.command
-        && args.list
-    {
-        return Ok(list_checks(args, out));
-    }
-    let farms = Farms::load(cli.global.config.as_deref())?;
-    if let Command::Farms = &cli.command {
-        return Ok(list_farms(&farms, out));
-    }
-    let name = farms.chosen_name(cli.global.farm.as_deref());
-    let farm = farms.build(&name)?;
-    tracing::debug!(farm = %name, adapter = farm.adapter(), "using farm");
-    match &cli.command {
-        Command::Render(args) => commands::render(farm, args, out).await,
-        Command::Submit(args) => commands::submit(farm, args, out).await,
-        Command::Status(args) => commands::status(farm, args, out).await,
-        Command::List(args) => commands::list(farm, args, out).await,
-        Command::Log(args) => commands::log(farm, args, out).await,
-        Command::Stop(args) => commands::stop(farm, args, out).await,
-        Command::Start(args) => commands::start(farm, args, out).await,
-        Command::Conformance(args) => conformance(farm, &name, args, out).await,
-        Command::TempDir(args) => commands::temp_dir(farm, args, out).await,
-        Command::CopyFiles(args) => commands::copy_files(farm, args, out).await,
-        Command::Installation => commands::installation(farm, out).await,
-        Command::Environment(args) => commands::environment(farm, args, out).await,
-        Command::Validate(_)
-        | Command::Farms
-        | Command::Queue { .. }
-        | Command::Agent(_)
-        | Command::Agents(_) => {
-            unreachable!("handled above")
-        }
-    }
-}
-
-fn list_farms(farms: &Farms, out: Output) -> ExitCode {
-    let mut rows = Vec::new();
-    for (name, spec) in &farms.config.farms {
-        let source = match &farms.sources[name] {
-            Source::File(path) => path.display().to_string(),
-            Source::BuiltIn => "built-in".to_owned(),
-        };
-        let (caps, problem) = if farms.registry.has(&spec.adapter) {
-            match farms.build(name) {
-                Ok(farm) => (Some(farm.capabilities()), None),
-                Err(e) => (None, Some(e.to_string())),
-            }
-        } else {
-            (
-                None,
-                Some(
-                    farms
-                        .build(name)
-                        .err()
-                        .map(|e| e.to_string())
-                        .unwrap_or_default(),
-                ),
-            )
-        };
-        rows.push((
-            name.clone(),
-            spec.adapter.clone(),
-            source,
-            spec.description.clone(),
-            caps,
-            problem,
-        ));
-    }
-    match out {
-        Output::Json => print_json(
-            &rows
-                .iter()
-                .map(|(name, adapter, source, description, caps, problem)| {
-                    json!({
-                        "name": name, "adapter": adapter, "source": source, "description": description,
-                        "default": farms.chosen_name(None) == *name,
-                        "capabilities": caps, "problem": problem,
-                    })
-                })
-                .collect::<Vec<_>>(),
-        ),
-        Output::Text => {
-            let default = farms.chosen_name(None);
-            for (name, adapter, source, description, caps, problem) in &rows {
-                let mark = if *name == default { " (default)" } else { "" };
-                println!("{name}{mark}  adapter={adapter}  from {source}");
-                if let Some(d) = description {
-                    println!("  {d}");
-                }
-                if let Some(caps) = caps {
-                    let on: Vec<&str> = caps.entries().iter().filter(|(_, v)| *v).map(|(k, _)| *k).collect();
-                    println!("  can: {}", if on.is_empty() { "(submit, status and render only)".to_owned() } else { on.join(", ") });
-                }
-                if let Some(p) = problem {
-                    println!("  unavailable: {p}");
-                }
-            }
-        }
-    }
-    ExitCode::SUCCESS
-}
-
-fn list_checks(args: &ConformanceArgs, out: Output) -> ExitCode {
-    if args.markdown {
-        print!("{}", farm_conformance::markdown_reference());
-        return ExitCode::SUCCESS;
-    }
-    match out {
-        Output::Json => print_json(
-            &farm_conformance::CHECKS
-                .iter()
-                .map(|c| json!({ "id": c.id, "sentence": c.sentence(), "selected_by": c.selected_by, "details": c.details() }))
-                .collect::<Vec<_>>(),
-        ),
-        Output::Text => {
-            for c in farm_conformance::CHECKS {
-                println!("{:<62} [{}]\n    {}", c.id, c.selected_by, c.sentence());
-            }
-            println!("\n{} checks", farm_conformance::CHECKS.len());
-        }
-    }
-    ExitCode::SUCCESS
-}
-
-async fn conformance(
-    farm: std::sync::Arc<dyn farm_core::FarmPlugin>,
-    name: &str,
-    args: &ConformanceArgs,
-    out: Output,
-) -> Result<ExitCode> {
-    let selection = Selection {
-        only: args.only.clone(),
-        skip: args.skip.clone(),
-    };
-    let checks = selection
-        .resolve()
-        .map_err(|e| FarmError::invalid("--only/--skip", e))?;
-    let shared_dir = args
-        .shared_dir
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join("farm-conformance"));
-    let mut settings = SuiteSettings::new(&shared_dir);
-    settings.job_timeout = args.job_timeout;
-    settings.check_timeout = args.job_timeout * 3 + Duration::from_secs(30);
-    let test_farm = TestFarm::new(farm).with_settings(settings);
-    let bar = (out == Output::Text && std::io::stderr().is_terminal()).then(|| {
-        let bar = indicatif::ProgressBar::new(checks.len() as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} [{bar:30}] {pos}/{len} checks  {msg}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
-        );
-        bar.enable_steady_tick(Duration::from_millis(120));
-        bar
-    });
-    if out == Output::Text {
-        eprintln!(
-            "running {} checks against farm {name} ({})",
-            checks.len(),
-            test_farm.farm.adapter()
-        );
-    }
-    let report = farm_conformance::run_all(&test_farm, &checks, args.parallel, |r| {
-        let line = format!("{:<7} {}", r.outcome.label(), r.id);
-        match &bar {
-            Some(bar) => {
-                bar.inc(1);
-                if matches!(r.outcome, Outcome::Failed(_)) {
-                    bar.println(line);
-                }
-                bar.set_message(r.id.clone());
-            }
-            None if out == Output::Text => eprintln!("{line}"),
-            None => {}
-        }
-    })
-    .await;
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
-    if !args.keep_scratch {
-        let _ = std::fs::remove_dir_all(shared_dir.join(report.run_id.to_string()));
-    }
-    if let Some(path) = &args.junit {
-        std::fs::write(path, report.to_junit())
-            .map_err(|e| FarmError::io(format!("cannot write {}", path.display()), e))?;
-    }
-    match out {
-        Output::Json => println!("{}", report.to_json()),
-        Output::Text => print!("{}", report.to_table()),
-    }
-    Ok(if report.is_success() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(exit::CHECKS_FAILED)
-    })
 }

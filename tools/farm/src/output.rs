@@ -5,7 +5,14 @@ use std::process::ExitCode;
 use farm_core::{ErrorKind, FarmError, Job};
 use serde_json::json;
 
-use crate::cli::Output;
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// Human-readable text.
+    Text,
+    /// JSON on stdout (errors too, as {"error": {...}}).
+    Json,
+}
 
 /// Exit statuses (documented in `farm --help`).
 pub mod exit {

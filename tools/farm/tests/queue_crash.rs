@@ -2,6 +2,8 @@
 //! mid-task, a graceful restart. Every job must end exactly once, nothing may run twice at
 //! once, and no job may stay Running.
 
+#![cfg(feature = "local")]
+
 mod common;
 
 use std::collections::BTreeMap;
@@ -9,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{Api, FAST, ServerProcess, agent_processes, eventually};
-use farm_local::store::{Store, StoreOptions};
+use farm_queue::store::{Store, StoreOptions};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::json;

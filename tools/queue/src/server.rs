@@ -19,9 +19,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent_api;
-use crate::api::{self, Problem};
+use crate::api;
 use crate::auth::LoginCodes;
 use crate::data_root::{DataRoot, TokenKind, token_matches};
+use crate::problem::Problem;
 use crate::store::{Durability, Store, StoreOptions};
 use crate::supervisor::{AgentLauncher, Supervisor};
 
@@ -59,8 +60,8 @@ pub struct ServerConfig {
 
 impl ServerConfig {
     /// Defaults: loopback, port 7575, two local agents started as `<this executable> agent`.
-    /// A program that is not `farm` or `farm-local` (a test harness, say) must set
-    /// `launcher` to one of those, or `agents` to 0.
+    /// A program that is not `farm` (a test harness, say) must set `launcher` to it, or
+    /// `agents` to 0.
     pub fn new(data_root: DataRoot) -> ServerConfig {
         ServerConfig {
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),

@@ -1,5 +1,7 @@
-//! The conformance suite against the real queue: a `farm-local queue serve` process with two
+//! The conformance suite against the real queue: a `farm queue serve` process with two
 //! real agent processes, reached through the `local` adapter over HTTP.
+
+#![cfg(feature = "local")]
 
 mod common;
 

@@ -14,14 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::data_root::DataRoot;
 use crate::store::Store;
-
-/// Environment variable that carries the agent token to agents (never argv, never logged).
-pub const AGENT_TOKEN_ENV: &str = "FARM_AGENT_TOKEN";
-
-/// Environment variable every task process of an agent carries: the agent's work directory.
-/// When a local agent dies without cleaning up (SIGKILL), the supervisor finds its orphaned
-/// task processes by it and kills them, so a requeued task never runs twice at once.
-pub const AGENT_MARK_ENV: &str = "FARM_QUEUE_AGENT";
+use crate::wire::{AGENT_MARK_ENV, AGENT_TOKEN_ENV};
 
 /// Kills (SIGKILL, whole process groups) every process of this user whose environment
 /// carries `FARM_QUEUE_AGENT=<mark>`. Returns how many were found.
@@ -65,14 +58,14 @@ pub fn kill_marked_processes(mark: &str) -> usize {
 pub struct AgentLauncher {
     /// The executable.
     pub program: PathBuf,
-    /// Arguments before the agent options (`["agent"]` for `farm` and `farm-local`).
+    /// Arguments before the agent options (`["agent"]` for `farm`).
     pub args: Vec<String>,
     /// How long an agent gives a stopped task between SIGTERM and SIGKILL.
     pub kill_grace: Duration,
 }
 
 impl AgentLauncher {
-    /// `<this executable> agent`, right for `farm` and `farm-local`.
+    /// `<this executable> agent`, right for `farm`.
     pub fn current_exe() -> AgentLauncher {
         AgentLauncher {
             program: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("farm")),

@@ -1,5 +1,5 @@
-//! Helpers shared by the integration tests: a real queue server process (the crate's own
-//! `farm-local` binary) with real agent processes, and deadline-bound polling.
+//! Helpers shared by the local queue's integration tests: a real queue server process
+//! (`farm queue serve`) with real agent processes, and deadline-bound polling.
 
 #![allow(dead_code)]
 
@@ -8,14 +8,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use farm_local::DataRoot;
-use farm_local::data_root::TokenKind;
+use farm_queue::DataRoot;
+use farm_queue::data_root::TokenKind;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use secrecy::{ExposeSecret, SecretString};
 
-/// The crate's binary: `queue serve`, `agent`, `agents`.
-pub const BIN: &str = env!("CARGO_BIN_EXE_farm-local");
+/// The `farm` binary: `queue serve`, `agent`, `agents`.
+pub const BIN: &str = env!("CARGO_BIN_EXE_farm");
 
 /// Fast timings so lost agents are noticed within seconds.
 pub const FAST: &[&str] = &[
@@ -27,7 +27,7 @@ pub const FAST: &[&str] = &[
     "1s",
 ];
 
-/// A `farm-local queue serve` process; stopped (SIGTERM, then SIGKILL) when dropped.
+/// A `farm queue serve` process; stopped (SIGTERM, then SIGKILL) when dropped.
 pub struct ServerProcess {
     child: Option<Child>,
     pub url: String,

@@ -1,4 +1,4 @@
-//! Load and latency benchmark of the local queue: a real `farm-local queue serve` process
+//! Load and latency benchmark of the local queue: a real `farm queue serve` process
 //! with real agent processes, driven over HTTP like any client.
 //!
 //! Measures, with trivial jobs (`true`):
@@ -9,8 +9,8 @@
 //! - list latency at that size (first page, filters, delta polling, a deep cursor).
 //!
 //! Prints a Markdown report (the figures in `docs/performance.md` come from it).
-//! Build with `cargo build --release -p farm-local --bins` and run
-//! `target/release/farm-local-bench --jobs 5000 --memory-jobs 100000`.
+//! Build the server with `cargo build --release -p farm`, then run
+//! `cargo bench -p farm-queue --bench load -- --jobs 5000 --memory-jobs 100000`.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 
 #[derive(Debug, Parser)]
 #[command(
-    name = "farm-local-bench",
+    name = "farm-queue-load",
     about = "Benchmark the local queue end to end"
 )]
 struct Args {
@@ -45,9 +45,12 @@ struct Args {
     /// Samples per list query.
     #[arg(long, default_value_t = 50)]
     list_samples: usize,
-    /// The `farm-local` binary (default: next to this one).
+    /// The `farm` binary (default: the one in this benchmark's target directory).
     #[arg(long)]
     server_bin: Option<PathBuf>,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
     /// Extra arguments for `queue serve` (e.g. `--durability full`).
     #[arg(long, allow_hyphen_values = true)]
     serve_arg: Vec<String>,
@@ -173,11 +176,20 @@ fn rss_kib(pid: u32) -> (u64, u64) {
 }
 
 fn start_server(args: &Args) -> (Server, String) {
+    // A benchmark runs from target/<profile>/deps/, the `farm` binary is in target/<profile>/.
     let bin = args.server_bin.clone().unwrap_or_else(|| {
-        std::env::current_exe()
-            .expect("exe")
-            .with_file_name("farm-local")
+        let exe = std::env::current_exe().expect("exe");
+        let profile = exe
+            .parent()
+            .and_then(|deps| deps.parent())
+            .expect("target dir");
+        profile.join("farm")
     });
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it first (cargo build --release -p farm) or pass --server-bin",
+        bin.display()
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().join("queue");
     let mut child = Command::new(&bin)
@@ -250,7 +262,7 @@ async fn main() {
         .unwrap_or_default();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
-        "# farm-local-bench\n\nmachine: {cores} cores ({cpu}); {} local agents; server args {:?}\n",
+        "# farm-queue load benchmark\n\nmachine: {cores} cores ({cpu}); {} local agents; server args {:?}\n",
         args.agents, args.serve_arg
     );
 

@@ -9,69 +9,13 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
 
-use crate::api::{Problem, db};
+use crate::problem::{Problem, db};
 use crate::server::AppState;
-use crate::store::{AgentHello, TaskReport};
+use crate::wire::{AgentHello, Beat, LogAt, Orders, Received, Starting, TaskReport, Wait, Welcome};
 
 /// The longest a long poll is held.
 const MAX_WAIT: Duration = Duration::from_secs(30);
-
-/// What registration returns.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Welcome {
-    /// The id to use in every later call.
-    pub agent_id: i64,
-    /// How often to send a heartbeat (also the long-poll wait), in ms.
-    pub heartbeat_ms: u64,
-    /// Silence after which the server declares the agent lost, in ms.
-    pub agent_timeout_ms: u64,
-}
-
-/// Long-poll parameter.
-#[derive(Debug, Deserialize)]
-pub struct Wait {
-    /// How long to hold the request when there is nothing to say, in ms.
-    #[serde(default)]
-    pub wait_ms: u64,
-}
-
-/// Heartbeat body.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct Beat {
-    /// Assignments the agent is running.
-    #[serde(default)]
-    pub running: Vec<i64>,
-}
-
-/// Heartbeat answer.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct Orders {
-    /// Assignments to stop now.
-    pub cancel: Vec<i64>,
-}
-
-/// Start body.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Starting {
-    /// The agent's name, for the render log.
-    pub agent_name: String,
-}
-
-/// Log upload parameter.
-#[derive(Debug, Deserialize)]
-pub struct LogAt {
-    /// Offset of the first byte in the assignment's output.
-    pub offset: u64,
-}
-
-/// Log upload answer.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Received {
-    /// Bytes of the assignment's output the server now has.
-    pub received: u64,
-}
 
 /// `POST /agent/v1/agents`.
 pub async fn register(

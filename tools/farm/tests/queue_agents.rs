@@ -2,6 +2,8 @@
 //! and stopped over ssh by `agents start|stop` (with a stand-in for ssh that runs the remote
 //! side locally).
 
+#![cfg(feature = "local")]
+
 mod common;
 
 use std::path::Path;

@@ -1,6 +1,8 @@
 //! The farm protocol as the OpenAPI document states it, against a real server: statuses,
 //! problem documents, headers, idempotency, pagination and delta polling.
 
+#![cfg(feature = "local")]
+
 mod common;
 
 use std::time::Duration;

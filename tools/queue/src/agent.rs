@@ -19,9 +19,10 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::sync::CancellationToken;
 
-use crate::agent_api::{Beat, Orders, Received, Starting, Welcome};
-use crate::store::{AgentHello, Assignment, TaskReport};
-use crate::supervisor::{AGENT_MARK_ENV, AGENT_TOKEN_ENV};
+use crate::wire::{
+    AGENT_MARK_ENV, AGENT_TOKEN_ENV, AgentHello, Assignment, Beat, Orders, Received, Starting,
+    TaskReport, Welcome,
+};
 
 /// Uploads stop at a line end unless this much output is pending.
 const FLUSH_PARTIAL_LINE_AT: usize = 64 * 1024;

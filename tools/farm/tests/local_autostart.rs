@@ -2,6 +2,8 @@
 //! the demo request starts one in the background, the job renders its frames, the queue
 //! exits when idle, and the next call starts it again with nothing lost.
 
+#![cfg(feature = "local")]
+
 mod common;
 
 use std::path::Path;

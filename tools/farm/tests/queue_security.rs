@@ -1,6 +1,8 @@
 //! What the queue keeps from whom: the caller's secrets stay out of a queue the adapter
-//! starts, credentials stay out of agents, the token goes only to a server that proves it
-//! holds it, and the web page's login codes work once.
+//! starts, credentials stay out of agents, the queue proves it holds the token, and the web
+//! page's login codes work once (impostors are in `adapters/local/tests/impostor.rs`).
+
+#![cfg(feature = "local")]
 
 mod common;
 
@@ -9,18 +11,15 @@ use std::time::Duration;
 
 use common::{BIN, ServerProcess, agent_processes, environ_of, eventually};
 use farm_core::{
-    CommonSettings, ErrorKind, FarmPlugin, FarmPluginExt, JobFilter, JobRequest, JobState,
-    WaitOptions,
+    CommonSettings, FarmPlugin, FarmPluginExt, JobFilter, JobRequest, JobState, WaitOptions,
 };
-use farm_local::cli::{UrlArgs, login_url, page_url};
-use farm_local::client::{Probe, probe};
-use farm_local::{LocalQueue, LocalSettings, auth};
+use farm_local::client::{Probe, probe, web_login_url};
+use farm_local::{LocalQueue, LocalSettings};
+use farm_queue::{DataRoot, auth};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde_json::json;
-use wiremock::matchers::{any, method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const SENTINEL: &str = "sentinel-secret-4f1d9c";
 
@@ -220,99 +219,6 @@ async fn a_queue_started_by_hand_keeps_the_users_environment_but_no_credentials(
     assert!(agent_env.iter().any(|v| v == "STUDIO_SHOW=show-010"));
 }
 
-/// A server that says it is a healthy queue; records what it is sent.
-async fn impostor(proof: Option<&str>) -> MockServer {
-    let server = MockServer::start().await;
-    let mut health = json!({"status": "ok", "version": "0.1.0"});
-    if let Some(proof) = proof {
-        health["proof"] = json!(proof);
-    }
-    Mock::given(method("GET"))
-        .and(path("/v1/health"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(health))
-        .mount(&server)
-        .await;
-    Mock::given(any())
-        .respond_with(ResponseTemplate::new(200).set_body_json(
-            json!({"jobs": [], "next_cursor": null, "code": "00112233445566778899aabbccddeeff"}),
-        ))
-        .mount(&server)
-        .await;
-    server
-}
-
-async fn assert_token_never_sent(server: &MockServer, token: &str) {
-    let requests = server.received_requests().await.unwrap();
-    assert!(!requests.is_empty(), "the adapter asked something");
-    for r in &requests {
-        assert_eq!(r.url.path(), "/v1/health", "only health was asked");
-        assert!(
-            !r.headers.contains_key("authorization"),
-            "a token was sent to {}",
-            r.url
-        );
-        let seen = format!(
-            "{} {:?} {}",
-            r.url,
-            r.headers,
-            String::from_utf8_lossy(&r.body)
-        );
-        assert!(!seen.contains(token), "the token was sent: {seen}");
-    }
-}
-
-#[tokio::test]
-async fn the_token_goes_only_to_a_server_that_proves_it_holds_it() {
-    let token = "the-real-queue-token-0b7e";
-    for proof in [None, Some("0".repeat(64)), Some("not hex".to_owned())] {
-        let server = impostor(proof.as_deref()).await;
-        let dir = tempfile::tempdir().unwrap();
-        // Autostart on: the impostor answers, so nothing is started either.
-        let settings = LocalSettings {
-            url: server.uri(),
-            data_root: Some(dir.path().join("queue")),
-            token: Some(SecretString::from(token.to_owned())),
-            ..LocalSettings::default()
-        };
-        let farm = LocalQueue::new(settings, CommonSettings::default()).unwrap();
-        let err = farm.list_jobs(&JobFilter::default()).await.unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
-        let message = err.to_string();
-        assert!(
-            message.contains("cannot prove that it holds this queue's token")
-                && message.contains("not sent"),
-            "{message}"
-        );
-        assert!(!message.contains(token));
-        let again = farm
-            .submit(&env_dump_request("x", &dir.path().join("o")))
-            .await;
-        assert_eq!(again.unwrap_err().kind(), ErrorKind::PermissionDenied);
-        assert_token_never_sent(&server, token).await;
-        assert!(
-            !dir.path().join("queue").exists(),
-            "no queue was started beside the impostor"
-        );
-    }
-}
-
-#[tokio::test]
-async fn farm_queue_url_asks_only_a_server_that_proves_it_holds_the_token() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = farm_local::DataRoot::resolve(Some(&dir.path().join("queue")));
-    let token = root
-        .load_or_create_token(farm_local::data_root::TokenKind::Api)
-        .unwrap();
-    let server = impostor(None).await;
-    let args = UrlArgs {
-        url: server.uri(),
-        data_root: Some(root.path().to_path_buf()),
-    };
-    let err = login_url(&args).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
-    assert_token_never_sent(&server, token.expose_secret()).await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_queue_proves_it_holds_the_token_and_refuses_malformed_challenges() {
     let dir = tempfile::tempdir().unwrap();
@@ -391,12 +297,10 @@ async fn a_login_code_opens_one_session_and_guessing_is_cut_off() {
         .await
         .unwrap();
     assert_eq!(anonymous.status(), 401);
-    // `farm queue url`, called from async code as the `farm` command calls it.
-    let args = UrlArgs {
-        url: format!("{}/", server.url),
-        data_root: Some(root.clone()),
-    };
-    let link = page_url(&args).unwrap();
+    // What `farm queue url` prints.
+    let url = format!("{}/", server.url);
+    let root = DataRoot::resolve(Some(&root));
+    let link = web_login_url(&url, &root).await.unwrap();
     assert!(
         link.starts_with(&format!("{}/#code=", server.url)),
         "{link}"
@@ -418,7 +322,7 @@ async fn a_login_code_opens_one_session_and_guessing_is_cut_off() {
     assert_eq!(status, 401, "a code works once");
     assert!(!problem.to_string().contains(token.expose_secret()));
 
-    let fresh = login_url(&args).await.unwrap();
+    let fresh = web_login_url(&url, &root).await.unwrap();
     let fresh = fresh.rsplit("#code=").next().unwrap().to_owned();
     let mut refused = 0;
     for i in 0..20 {

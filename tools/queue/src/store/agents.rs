@@ -1,0 +1,234 @@
+//! Agents: registration, heartbeats, liveness and what becomes of a lost agent's tasks.
+
+use super::*;
+
+impl Store {
+    /// Registers an agent and returns its id.
+    pub fn register_agent(&self, hello: &AgentHello) -> Result<i64> {
+        let now = self.tick();
+        let id = self.write(|tx, _| {
+            tx.execute(
+                "INSERT INTO agents (name, hostname, pid, kind, state, registered_at, version) VALUES (?1, ?2, ?3, ?4, 'alive', ?5, ?6)",
+                params![hello.name, hello.hostname, hello.pid, if hello.local { "local" } else { "remote" }, now, hello.version],
+            )?;
+            Ok(tx.last_insert_rowid())
+        })?;
+        self.touch(id);
+        Ok(id)
+    }
+
+    pub(super) fn touch(&self, agent: i64) {
+        self.liveness
+            .lock()
+            .expect("liveness poisoned")
+            .insert(agent, Instant::now());
+    }
+
+    /// Notes that an agent was heard from; `Gone` if it is not (or no longer) registered.
+    pub fn agent_seen(&self, agent: i64) -> Result<()> {
+        let mut live = self.liveness.lock().expect("liveness poisoned");
+        match live.get_mut(&agent) {
+            Some(at) => {
+                *at = Instant::now();
+                Ok(())
+            }
+            None => Err(StoreError::Gone(format!(
+                "agent {agent} is not registered (lost, stopped, or unknown); register again"
+            ))),
+        }
+    }
+
+    /// Agents registered and not lost.
+    pub fn agents(&self) -> Result<Vec<AgentInfo>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare("SELECT id, name, hostname, pid, kind FROM agents WHERE state = 'alive' ORDER BY id")?;
+            let rows = stmt.query_map([], |r| {
+                Ok(AgentInfo { id: r.get(0)?, name: r.get(1)?, hostname: r.get(2)?, pid: r.get(3)?, kind: r.get(4)? })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    /// Live agents, and those that ended since `ended_since` (ms), with what each runs.
+    pub fn agent_statuses(&self, ended_since: i64) -> Result<Vec<AgentStatus>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT a.id, a.name, a.hostname, a.pid, a.kind, a.state = 'alive', a.registered_at, a.ended_at,
+                        s.job_id, j.name, s.idx
+                 FROM agents a
+                 LEFT JOIN assignments s ON s.agent_id = a.id AND s.state IN ('dispatched', 'running')
+                 LEFT JOIN jobs j ON j.id = s.job_id
+                 WHERE a.state = 'alive' OR a.ended_at >= ?1
+                 ORDER BY a.state = 'alive' DESC, a.id",
+            )?;
+            let rows = stmt.query_map([ended_since], |r| {
+                Ok(AgentStatus {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    hostname: r.get(2)?,
+                    pid: r.get(3)?,
+                    kind: r.get(4)?,
+                    alive: r.get(5)?,
+                    registered_at: r.get(6)?,
+                    ended_at: r.get(7)?,
+                    job_id: r.get::<_, Option<i64>>(8)?.map(|id| id.to_string()),
+                    job_name: r.get(9)?,
+                    task: r.get(10)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    /// Which of an agent's assignments it must cancel: those of stopped jobs, and any it
+    /// reports running that the server took back.
+    pub fn heartbeat(&self, agent: i64, running: &[i64]) -> Result<Vec<i64>> {
+        self.agent_seen(agent)?;
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT a.id FROM assignments a JOIN jobs j ON j.id = a.job_id \
+                 WHERE a.agent_id = ?1 AND a.state IN ('dispatched', 'running') AND j.stop_requested = 1",
+            )?;
+            let mut cancel: Vec<i64> = stmt.query_map([agent], |r| r.get(0))?.collect::<Result<_, _>>()?;
+            for id in running {
+                let state: Option<(String, i64)> = conn
+                    .prepare_cached("SELECT state, agent_id FROM assignments WHERE id = ?1")?
+                    .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                let ours = matches!(&state, Some((s, owner)) if *owner == agent && (s == "running" || s == "dispatched"));
+                if !ours && !cancel.contains(id) {
+                    cancel.push(*id);
+                }
+            }
+            Ok(cancel)
+        })
+    }
+
+    /// Marks agents lost: those not heard from within `timeout`, and `also` (local agents
+    /// whose process ended). Their tasks are requeued or failed. Returns the lost ids.
+    pub fn expire_agents(&self, timeout: Duration, also: &[i64], why: &str) -> Result<Vec<i64>> {
+        let lost: Vec<i64> = {
+            let mut live = self.liveness.lock().expect("liveness poisoned");
+            let now = Instant::now();
+            let ids: Vec<i64> = live
+                .iter()
+                .filter(|(id, seen)| also.contains(id) || now.duration_since(**seen) > timeout)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in &ids {
+                live.remove(id);
+            }
+            ids
+        };
+        if lost.is_empty() {
+            return Ok(lost);
+        }
+        let now = self.tick();
+        self.write(|tx, fx| {
+            for agent in &lost {
+                let (name, host): (String, String) = tx.query_row(
+                    "SELECT name, hostname FROM agents WHERE id = ?1",
+                    [agent],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                let reason = if also.contains(agent) {
+                    why.to_owned()
+                } else {
+                    format!("not heard from for {}", humantime::format_duration(timeout))
+                };
+                tx.execute(
+                    "UPDATE agents SET state = 'lost', ended_at = ?2 WHERE id = ?1",
+                    params![agent, now],
+                )?;
+                self.lose_assignments(
+                    tx,
+                    *agent,
+                    &format!("agent {name} on {host} was lost ({reason})"),
+                    now,
+                    fx,
+                )?;
+            }
+            Ok(())
+        })?;
+        Ok(lost)
+    }
+
+    pub(super) fn lose_assignments(
+        &self,
+        tx: &Transaction<'_>,
+        agent: i64,
+        why: &str,
+        now: i64,
+        fx: &mut Effects,
+    ) -> Result<()> {
+        let mut stmt = tx.prepare("SELECT id, job_id, idx FROM assignments WHERE agent_id = ?1 AND state IN ('dispatched', 'running')")?;
+        let active: Vec<(i64, i64, i64)> = stmt
+            .query_map([agent], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        for (assignment, job, idx) in active {
+            tx.execute(
+                "UPDATE assignments SET state = 'lost', ended_at = ?2, reason = ?3 WHERE id = ?1",
+                params![assignment, now, why],
+            )?;
+            let stop: bool = tx.query_row(
+                "SELECT stop_requested FROM jobs WHERE id = ?1",
+                [job],
+                |r| r.get(0),
+            )?;
+            if stop {
+                tx.execute(
+                    "UPDATE tasks SET state = 'cancelled', reason = ?3 WHERE job_id = ?1 AND idx = ?2",
+                    params![job, idx, crate::state::STOPPED_BY_USER],
+                )?;
+            } else {
+                self.requeue_or_fail(tx, job, idx, why, fx)?;
+            }
+            self.recompute(tx, job, now, fx)?;
+        }
+        Ok(())
+    }
+
+    /// An agent leaves cleanly; whatever it still held is requeued.
+    pub fn deregister_agent(&self, agent: i64) -> Result<()> {
+        self.liveness
+            .lock()
+            .expect("liveness poisoned")
+            .remove(&agent);
+        let now = self.tick();
+        self.write(|tx, fx| {
+            let name: Option<String> = tx
+                .query_row("SELECT name FROM agents WHERE id = ?1", [agent], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            let Some(name) = name else {
+                return Err(StoreError::Gone(format!("agent {agent} is not registered")));
+            };
+            tx.execute(
+                "UPDATE agents SET state = 'gone', ended_at = ?2 WHERE id = ?1",
+                params![agent, now],
+            )?;
+            self.lose_assignments(tx, agent, &format!("agent {name} left"), now, fx)
+        })
+    }
+
+    /// Local agents registered as alive, with their process ids (to adopt after a restart).
+    pub fn local_agents(&self) -> Result<Vec<(i64, i64)>> {
+        Ok(self
+            .agents()?
+            .into_iter()
+            .filter(|a| a.kind == "local")
+            .map(|a| (a.id, a.pid))
+            .collect())
+    }
+
+    /// The ids of every agent the store considers alive right now.
+    pub fn live_agent_ids(&self) -> HashSet<i64> {
+        self.liveness
+            .lock()
+            .expect("liveness poisoned")
+            .keys()
+            .copied()
+            .collect()
+    }
+}

@@ -1,0 +1,344 @@
+use super::*;
+use farm_core::Command;
+
+fn store(dir: &Path) -> Store {
+    Store::open(
+        &dir.join("q.db"),
+        &dir.join("logs"),
+        StoreOptions {
+            max_tries: 2,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
+fn request(name: &str) -> JobRequest {
+    JobRequest::new(name, vec![Command::Argv(vec!["true".into()])])
+}
+
+fn agent(s: &Store) -> i64 {
+    s.register_agent(&AgentHello {
+        name: "a".into(),
+        hostname: "h".into(),
+        pid: 1,
+        local: false,
+        version: String::new(),
+    })
+    .unwrap()
+}
+
+#[test]
+fn ids_are_positive_decimal_integers() {
+    assert_eq!(parse_job_id("17"), Some(17));
+    for bad in [
+        "",
+        "0",
+        "017",
+        "+1",
+        "-1",
+        "1.0",
+        "farm-conformance-no-such-job",
+        "9999999999999999999",
+    ] {
+        assert_eq!(parse_job_id(bad), None, "{bad}");
+    }
+}
+
+#[test]
+fn a_task_runs_through_lease_start_and_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let (job, created) = s.submit(&request("one"), None, "{}").unwrap();
+    assert!(created);
+    assert_eq!(
+        (job.job.state, job.job.native_state.as_deref()),
+        (JobState::Waiting, Some("QUEUED"))
+    );
+    let a = agent(&s);
+    let lease = s.lease(a).unwrap().expect("work");
+    assert_eq!(
+        s.job("1").unwrap().job.native_state.as_deref(),
+        Some("DISPATCHED")
+    );
+    s.start_assignment(a, lease.assignment_id, "a").unwrap();
+    assert_eq!(s.job("1").unwrap().job.state, JobState::Running);
+    assert_eq!(
+        s.append_log(a, lease.assignment_id, 0, b"hello\n").unwrap(),
+        6
+    );
+    assert_eq!(
+        s.append_log(a, lease.assignment_id, 0, b"hello\nworld\n")
+            .unwrap(),
+        12,
+        "resent bytes are skipped"
+    );
+    assert!(matches!(
+        s.append_log(a, lease.assignment_id, 20, b"x"),
+        Err(StoreError::LogGap(12))
+    ));
+    s.finish_assignment(a, lease.assignment_id, &TaskReport::Succeeded)
+        .unwrap();
+    s.finish_assignment(a, lease.assignment_id, &TaskReport::Succeeded)
+        .unwrap();
+    let done = s.job("1").unwrap().job;
+    assert_eq!(done.state, JobState::Completed);
+    assert!(done.start_time.unwrap() <= done.end_time.unwrap());
+    let log = s.read_log("1", 0, 1 << 20).unwrap();
+    let text = String::from_utf8(log.data).unwrap();
+    assert!(
+        text.starts_with("farm: job started on agent a") && text.ends_with("hello\nworld\n"),
+        "{text}"
+    );
+    assert!(log.complete);
+    assert_eq!(s.terminal_transition_counts().unwrap(), [(1, 1)]);
+}
+
+#[test]
+fn idempotency_keys_return_the_first_job_or_conflict() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let (a, _) = s.submit(&request("x"), Some("k"), "body").unwrap();
+    let (b, created) = s.submit(&request("x"), Some("k"), "body").unwrap();
+    assert_eq!((a.job.id, created), (b.job.id, false));
+    assert!(matches!(
+        s.submit(&request("y"), Some("k"), "other"),
+        Err(StoreError::Conflict(_))
+    ));
+}
+
+#[test]
+fn priority_then_submit_order_decides_what_runs_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    s.submit(&request("low"), None, "").unwrap();
+    let mut high = request("high");
+    high.priority = 10;
+    s.submit(&high, None, "").unwrap();
+    s.submit(&request("low2"), None, "").unwrap();
+    let a = agent(&s);
+    let order: Vec<String> = (0..3)
+        .map(|_| s.lease(a).unwrap().unwrap().job_id)
+        .collect();
+    assert_eq!(order, ["2", "1", "3"]);
+    assert!(s.lease(a).unwrap().is_none());
+}
+
+#[test]
+fn dependents_wait_and_are_cancelled_when_a_dependency_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    s.submit(&request("dep"), None, "").unwrap();
+    let mut child = request("child");
+    child.depends_on = vec![JobId::new("1")];
+    let mut grandchild = request("grandchild");
+    grandchild.depends_on = vec![JobId::new("2")];
+    s.submit(&child, None, "").unwrap();
+    s.submit(&grandchild, None, "").unwrap();
+    assert_eq!(
+        s.job("2").unwrap().job.native_state.as_deref(),
+        Some("BLOCKED")
+    );
+    let a = agent(&s);
+    let l = s.lease(a).unwrap().unwrap();
+    assert!(
+        s.lease(a).unwrap().is_none(),
+        "blocked tasks are not handed out"
+    );
+    s.start_assignment(a, l.assignment_id, "a").unwrap();
+    s.finish_assignment(
+        a,
+        l.assignment_id,
+        &TaskReport::Failed {
+            reason: "exit code 3".into(),
+            exit_code: Some(3),
+        },
+    )
+    .unwrap();
+    let c = s.job("2").unwrap().job;
+    assert_eq!(
+        (c.state, c.reason.as_deref()),
+        (JobState::Cancelled, Some("dependency 1 ended Failed"))
+    );
+    assert_eq!(
+        s.job("3").unwrap().job.state,
+        JobState::Cancelled,
+        "cancellation cascades"
+    );
+    let mut late = request("late");
+    late.depends_on = vec![JobId::new("1")];
+    assert_eq!(
+        s.submit(&late, None, "").unwrap().0.job.state,
+        JobState::Cancelled
+    );
+    let mut unknown = request("unknown");
+    unknown.depends_on = vec![JobId::new("99")];
+    assert!(
+        matches!(s.submit(&unknown, None, ""), Err(StoreError::Invalid { field, .. }) if field == "depends_on[0]")
+    );
+}
+
+#[test]
+fn a_lost_agent_requeues_its_task_until_tries_run_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    s.submit(&request("x"), None, "").unwrap();
+    for try_ in 1..=2 {
+        let a = agent(&s);
+        let l = s.lease(a).unwrap().unwrap();
+        assert_eq!(l.r#try, try_);
+        s.start_assignment(a, l.assignment_id, "a").unwrap();
+        s.expire_agents(Duration::from_secs(3600), &[a], "process exited")
+            .unwrap();
+        assert!(matches!(
+            s.finish_assignment(a, l.assignment_id, &TaskReport::Succeeded),
+            Err(StoreError::Gone(_))
+        ));
+    }
+    let job = s.job("1").unwrap().job;
+    assert_eq!(job.state, JobState::Failed);
+    assert!(
+        job.reason.as_deref().unwrap().contains("lost"),
+        "{:?}",
+        job.reason
+    );
+}
+
+#[test]
+fn stop_and_start_follow_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    s.submit(&request("x"), None, "").unwrap();
+    let a = agent(&s);
+    let l = s.lease(a).unwrap().unwrap();
+    s.start_assignment(a, l.assignment_id, "a").unwrap();
+    assert_eq!(
+        s.stop("1").unwrap().job.native_state.as_deref(),
+        Some("STOPPING")
+    );
+    assert!(matches!(s.start("1"), Err(StoreError::Conflict(_))));
+    assert_eq!(
+        s.heartbeat(a, &[l.assignment_id]).unwrap(),
+        [l.assignment_id]
+    );
+    s.finish_assignment(a, l.assignment_id, &TaskReport::Cancelled)
+        .unwrap();
+    assert_eq!(s.job("1").unwrap().job.state, JobState::Cancelled);
+    assert_eq!(
+        s.stop("1").unwrap().job.state,
+        JobState::Cancelled,
+        "stopping a finished job changes nothing"
+    );
+    let again = s.start("1").unwrap().job;
+    assert_eq!((again.state, again.attempt), (JobState::Waiting, 2));
+    assert_eq!(
+        s.start("1").unwrap().job.attempt,
+        2,
+        "starting a waiting job changes nothing"
+    );
+    assert!(matches!(s.stop("42"), Err(StoreError::JobNotFound(_))));
+}
+
+#[test]
+fn a_restart_requeues_unconfirmed_tasks_and_refuses_their_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, lease) = {
+        let s = store(dir.path());
+        s.submit(&request("x"), None, "").unwrap();
+        let a = agent(&s);
+        (a, s.lease(a).unwrap().unwrap())
+    };
+    let s = store(dir.path());
+    assert_eq!(s.recover().unwrap(), 1);
+    assert_eq!(
+        s.job("1").unwrap().job.native_state.as_deref(),
+        Some("QUEUED")
+    );
+    assert!(matches!(
+        s.start_assignment(a, lease.assignment_id, "a"),
+        Err(StoreError::Gone(_))
+    ));
+    let again = s.lease(a).unwrap().unwrap();
+    assert_eq!(
+        again.r#try, 1,
+        "a handout that never started does not use up a try"
+    );
+}
+
+#[test]
+fn listing_pages_by_update_order_and_filters() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    for i in 0..5 {
+        let mut r = request(&format!("job{}", i % 2));
+        r.tags = vec![format!("t{i}")];
+        s.submit(&r, None, "").unwrap();
+    }
+    let mut q = ListQuery {
+        limit: 2,
+        ..Default::default()
+    };
+    let mut seen = Vec::new();
+    loop {
+        let (page, next) = s.list(&q).unwrap();
+        seen.extend(page.into_iter().map(|j| j.job.id.to_string()));
+        match next {
+            Some(after) => q.after = Some(after),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["1", "2", "3", "4", "5"]);
+    let by_name = s
+        .list(&ListQuery {
+            name: Some("job1".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .unwrap()
+        .0;
+    assert_eq!(
+        by_name
+            .iter()
+            .map(|j| j.job.id.as_str())
+            .collect::<Vec<_>>(),
+        ["2", "4"]
+    );
+    let by_tag = s
+        .list(&ListQuery {
+            tag: Some("t3".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .unwrap()
+        .0;
+    assert_eq!(by_tag.len(), 1);
+    let none = s
+        .list(&ListQuery {
+            states: vec![JobState::Failed],
+            limit: 100,
+            ..Default::default()
+        })
+        .unwrap()
+        .0;
+    assert!(none.is_empty());
+}
+
+#[test]
+fn log_reads_never_split_a_character() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    s.submit(&request("x"), None, "").unwrap();
+    let a = agent(&s);
+    let l = s.lease(a).unwrap().unwrap();
+    s.start_assignment(a, l.assignment_id, "a").unwrap();
+    let before = s.read_log("1", 0, 1 << 20).unwrap().next_offset;
+    s.append_log(a, l.assignment_id, 0, "é漢".as_bytes())
+        .unwrap();
+    let r = s.read_log("1", before, 2).unwrap();
+    assert_eq!((r.data.as_slice(), r.complete), ("é".as_bytes(), false));
+    let next = s.read_log("1", r.next_offset, 2).unwrap();
+    assert!(
+        next.next_offset > r.next_offset,
+        "a limit smaller than a character still makes progress"
+    );
+}
