@@ -27,6 +27,7 @@ pub mod plugin;
 pub mod registry;
 pub mod request;
 pub mod resources;
+pub mod run_task;
 pub mod runner;
 pub mod script;
 pub mod secret;
@@ -47,6 +48,7 @@ pub use plugin::{Capabilities, FarmPlugin, FarmPluginExt, RenderedFile, Rendered
 pub use registry::{AdapterFactory, AdapterRegistry};
 pub use request::{JobRequest, RenderType, Repeat};
 pub use resources::{MemorySize, Resources, TimeLimit};
+pub use run_task::{RunTaskOptions, TaskReport};
 pub use runner::{CommandOutput, CommandRunner, LocalRunner, SshRunner};
 pub use staging::SharedStaging;
 pub use state::JobState;
