@@ -111,16 +111,57 @@ pub async fn run_task(
             ));
         }
     }
-    let log = options
-        .log
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("/dev/stdout"));
-    let outcome = crate::exec::run_task(request, task, &log, cancel, &options.exec)
-        .await
-        .map_err(|e| FarmError::io(format!("cannot run task {task_index}"), e))?;
+    let outcome = match &options.log {
+        Some(log) => crate::exec::run_task(request, task, log, cancel, &options.exec).await,
+        None => to_stdout(request, task, cancel, &options.exec).await,
+    }
+    .map_err(|e| FarmError::io(format!("cannot run task {task_index}"), e))?;
     let report = report(request, task_index, outcome);
-    append_line(&log, &report.last_line)?;
+    match &options.log {
+        Some(log) => append_line(log, &report.last_line)?,
+        None => println!("{}", report.last_line),
+    }
     Ok(report)
+}
+
+/// Runs the task with its output copied to this process's standard output as it is
+/// written. The steps write to a private spool file rather than to our stdout itself: a
+/// reopened `/dev/stdout` has its own file offset, and would overwrite (or be overwritten
+/// by) a caller that redirected our output to a file.
+async fn to_stdout(
+    request: &JobRequest,
+    task: &crate::plan::Task,
+    cancel: CancellationToken,
+    options: &ExecOptions,
+) -> std::io::Result<TaskOutcome> {
+    use std::io::{Seek, SeekFrom, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let spool = std::env::temp_dir().join(format!("farm-run-task-{}.log", uuid::Uuid::new_v4()));
+    let mut reader = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&spool)?;
+    let copy = |reader: &mut std::fs::File| -> std::io::Result<()> {
+        let mut stdout = std::io::stdout().lock();
+        std::io::copy(reader, &mut stdout)?;
+        stdout.flush()
+    };
+    reader.seek(SeekFrom::Start(0))?;
+    let run = crate::exec::run_task(request, task, &spool, cancel, options);
+    tokio::pin!(run);
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut run => break outcome,
+            _ = tick.tick() => copy(&mut reader)?,
+        }
+    };
+    let drained = copy(&mut reader);
+    let _ = std::fs::remove_file(&spool);
+    drained?;
+    outcome
 }
 
 /// A token cancelled when this process receives SIGTERM, SIGINT or SIGHUP, so a scheduler
