@@ -22,10 +22,14 @@ pub const BUILTIN_YAML: &str = include_str!("../../../fixtures/profiles/farm-v1.
 pub const DEADLINE_YAML: &str =
     include_str!("../../../fixtures/profiles/deadline-web-service.yaml");
 
+/// The shipped profile for Ray's Jobs REST API.
+pub const RAY_YAML: &str = include_str!("../../../fixtures/profiles/ray-jobs.yaml");
+
 /// Profiles shipped with the adapter: `(name, yaml)`.
 pub const SHIPPED: &[(&str, &str)] = &[
     ("builtin", BUILTIN_YAML),
     ("deadline-web-service", DEADLINE_YAML),
+    ("ray-jobs", RAY_YAML),
 ];
 
 /// A JSON pointer (RFC 6901), checked when the profile loads.

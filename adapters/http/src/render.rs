@@ -49,7 +49,10 @@ pub fn derived_value(request: &JobRequest, per_frame: bool) -> Value {
         "priority_percent": (i64::from(request.priority) + 1000) * 100 / 2000,
     });
     if per_frame {
-        derived["shell_program"] = Value::String(shell_program(request));
+        let program = shell_program(request);
+        derived["shell_command"] =
+            Value::String(format!("exec bash -c {} farm-task", sh_quote(&program)));
+        derived["shell_program"] = Value::String(program);
         derived["frame_list"] =
             frames.map_or(Value::Null, |f| json!(f.iter().collect::<Vec<u32>>()));
         derived["tasks"] = Value::Array(
@@ -87,7 +90,7 @@ pub fn request_scope(profile: &Profile, op: &Operation, request: &JobRequest) ->
         v.root() == "derived"
             && matches!(
                 v.0.get(1).map(String::as_str),
-                Some("tasks" | "frame_list" | "shell_program")
+                Some("tasks" | "frame_list" | "shell_program" | "shell_command")
             )
     });
     scope_for(profile, request, per_frame)
@@ -101,6 +104,16 @@ pub fn scope_for(profile: &Profile, request: &JobRequest, expensive: bool) -> Sc
         .with("native", Value::Object(request.native_for(&profile.name)))
 }
 
+/// One POSIX `sh` word: single quotes, each `'` written as `'\\''`. Nothing inside single
+/// quotes is special to any POSIX shell, so this is exact for every string without NUL.
+fn sh_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
+/// `${derived.shell_command}`: one `sh` command line running [`shell_program`] with bash
+/// (`exec bash -c '<program>' farm-task`), for schedulers whose job is a shell string
+/// (Ray's `entrypoint`).
+///
 /// `${derived.shell_program}`: a bash program that runs every task of the request in
 /// order, each as `farm_core::script` writes it (the program Slurm and HTCondor run), and
 /// stops with the first failing task's status. For schedulers whose job is one shell
@@ -136,7 +149,7 @@ pub fn render(profile: &Profile, request: &JobRequest) -> Result<RenderedJob> {
             v.root() == "derived"
                 && matches!(
                     v.0.get(1).map(String::as_str),
-                    Some("tasks" | "frame_list" | "shell_program")
+                    Some("tasks" | "frame_list" | "shell_program" | "shell_command")
                 )
         });
         let scope = scope_for(profile, request, expensive);

@@ -59,6 +59,7 @@ pub const DERIVED_FIELDS: &[&str] = &[
     "tasks",
     "priority_percent",
     "shell_program",
+    "shell_command",
 ];
 
 /// Fields of a list filter (`${filter.X}`).

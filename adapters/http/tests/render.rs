@@ -33,14 +33,14 @@ fn offline(profile: &str) -> HttpFarm {
 
 #[tokio::test]
 async fn every_example_request_renders_byte_stable_for_every_shipped_profile() {
-    for profile in ["builtin", "deadline-web-service"] {
+    for profile in ["builtin", "deadline-web-service", "ray-jobs"] {
         let farm = offline(profile);
         for path in examples(&requests_dir()) {
             let request = JobRequest::from_path(&path).unwrap();
             let rendered = farm.render(&request).await.unwrap();
             let names: Vec<&str> = rendered.files.iter().map(|f| f.name.as_str()).collect();
             match profile {
-                "builtin" => assert_eq!(names, ["request.json"]),
+                "builtin" | "ray-jobs" => assert_eq!(names, ["request.json"]),
                 _ => assert_eq!(names, ["request.json", "job_info.job", "plugin_info.job"]),
             }
             let body = &rendered.main().contents;
