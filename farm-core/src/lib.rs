@@ -26,7 +26,7 @@ mod machinery;
 
 pub use contract::{command, error, frames, installation, job, plugin, request, resources, state};
 pub use machinery::{
-    config, exec, journal, katana, plan, registry, runner, script, secret, staging, tail,
+    config, exec, journal, katana, plan, registry, run_task, runner, script, secret, staging, tail,
 };
 
 pub use command::{Command, Placeholder};
@@ -42,6 +42,7 @@ pub use plugin::{Capabilities, FarmPlugin, FarmPluginExt, RenderedFile, Rendered
 pub use registry::{AdapterFactory, AdapterRegistry};
 pub use request::{JobRequest, RenderType, Repeat};
 pub use resources::{MemorySize, Resources, TimeLimit};
+pub use run_task::{RunTaskOptions, TaskReport};
 pub use runner::{CommandOutput, CommandRunner, LocalRunner, SshRunner};
 pub use staging::SharedStaging;
 pub use state::JobState;

@@ -23,6 +23,7 @@
 
 pub mod client;
 pub mod config;
+pub mod files;
 pub mod parse;
 pub mod plugin;
 pub mod profile;

@@ -128,7 +128,11 @@ pub fn job(profile: &Profile, record: &Value) -> Result<Job> {
             .unwrap_or(1)
             .max(1),
         submit_time: times(&m.submit_time),
-        start_time: times(&m.start_time),
+        start_time: times(&m.start_time).filter(|_| {
+            m.start_time_in
+                .as_ref()
+                .is_none_or(|states| states.contains(&state))
+        }),
         end_time: times(&m.end_time),
         render_log_filename: at(record, m.render_log_filename.as_ref())
             .and_then(|v| text(&v))
@@ -223,10 +227,26 @@ pub fn log_chunk(
         }
         Ok(Some(Value::String(reply.body.to_owned())))
     };
-    let data = match text_src {
+    let mut data = match text_src {
         Some(src) => get(src)?.and_then(|v| text(&v)).unwrap_or_default(),
         None => reply.body.to_owned(),
     };
+    if text_src.is_some_and(|s| s.whole) {
+        // The whole log came back: keep what follows the offset, cut on a character.
+        let mut at = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(data.len());
+        while !data.is_char_boundary(at) {
+            at -= 1;
+        }
+        let whole = data.len() as u64;
+        data = data.split_off(at);
+        return Ok(LogChunk {
+            data,
+            next_offset: whole.max(offset),
+            complete: complete_of(complete_src, &get)?,
+        });
+    }
     let next_offset = match next_src {
         Some(src) => {
             let raw = get(src)?.and_then(|v| text(&v));
@@ -240,16 +260,22 @@ pub fn log_chunk(
         }
         None => offset + data.len() as u64,
     };
-    let complete = match complete_src {
+    Ok(LogChunk {
+        data,
+        next_offset,
+        complete: complete_of(complete_src, &get)?,
+    })
+}
+
+fn complete_of(
+    src: Option<&Source>,
+    get: &dyn Fn(&Source) -> Result<Option<Value>>,
+) -> Result<bool> {
+    Ok(match src {
         Some(src) => {
             get(src)?.is_some_and(|v| v == Value::Bool(true) || text(&v).as_deref() == Some("true"))
         }
         None => false,
-    };
-    Ok(LogChunk {
-        data,
-        next_offset,
-        complete,
     })
 }
 
@@ -565,6 +591,7 @@ mod tests {
         let src = |h: &str| Source {
             header: Some(h.into()),
             pointer: None,
+            whole: false,
         };
         let c = log_chunk(
             None,
@@ -580,6 +607,22 @@ mod tests {
         );
         let c = log_chunk(None, None, None, &reply, 4).unwrap();
         assert_eq!((c.next_offset, c.complete), (10, false));
+        let whole = Source {
+            header: None,
+            pointer: Some(Pointer("/logs".into())),
+            whole: true,
+        };
+        let body = r#"{"logs": "preamble\nhé\nend\n"}"#;
+        let reply = LogReply {
+            body,
+            header: &headers,
+        };
+        let c = log_chunk(Some(&whole), None, None, &reply, 13).unwrap();
+        assert_eq!((c.data.as_str(), c.next_offset), ("end\n", 17));
+        let c = log_chunk(Some(&whole), None, None, &reply, 11).unwrap();
+        assert_eq!(c.data, "é\nend\n", "cut on a character boundary");
+        let c = log_chunk(Some(&whole), None, None, &reply, 99).unwrap();
+        assert_eq!((c.data.as_str(), c.next_offset), ("", 99));
     }
 
     #[test]

@@ -22,10 +22,14 @@ pub const BUILTIN_YAML: &str = include_str!("../../../fixtures/profiles/farm-v1.
 pub const DEADLINE_YAML: &str =
     include_str!("../../../fixtures/profiles/deadline-web-service.yaml");
 
+/// The shipped profile for Ray's Jobs REST API.
+pub const RAY_YAML: &str = include_str!("../../../fixtures/profiles/ray-jobs.yaml");
+
 /// Profiles shipped with the adapter: `(name, yaml)`.
 pub const SHIPPED: &[(&str, &str)] = &[
     ("builtin", BUILTIN_YAML),
     ("deadline-web-service", DEADLINE_YAML),
+    ("ray-jobs", RAY_YAML),
 ];
 
 /// A JSON pointer (RFC 6901), checked when the profile loads.
@@ -179,6 +183,10 @@ pub struct Source {
     /// A pointer into the JSON body.
     #[serde(default)]
     pub pointer: Option<Pointer>,
+    /// log text: the server sends the whole log every time; the adapter returns what
+    /// follows the offset (and the next offset is the whole log's length).
+    #[serde(default)]
+    pub whole: bool,
 }
 
 /// One HTTP call and where its answer is.
@@ -302,6 +310,10 @@ pub struct JobMapping {
     /// End time.
     #[serde(default)]
     pub end_time: Option<Pointer>,
+    /// The states in which `start_time` is reported (default: all). For schedulers that
+    /// stamp a start time on jobs that are still queued (Ray sets it while PENDING).
+    #[serde(default)]
+    pub start_time_in: Option<Vec<JobState>>,
     /// How the three times are written.
     #[serde(default)]
     pub time_format: TimeFormat,
@@ -423,6 +435,9 @@ pub struct Profile {
     /// Where error messages are.
     #[serde(default)]
     pub errors: ErrorMapping,
+    /// Files `render` writes beside the submit body (Deadline's `.job` pair).
+    #[serde(default)]
+    pub files: Vec<crate::files::ExtraFile>,
 }
 
 /// Which variables each operation provides.
@@ -529,6 +544,22 @@ impl Profile {
                 }
             }
         }
+        for (i, file) in self.files.iter().enumerate() {
+            for var in file.body.0.vars() {
+                if !provided("submit").contains(&var.root()) {
+                    return Err((
+                        format!("files[{i}]"),
+                        Some(var.to_string()),
+                        format!(
+                            "files: {} uses {var}, but files provide only {}",
+                            file.name,
+                            provided("submit").join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        crate::files::check(&self.files)?;
         if ops.submit.id.is_none() {
             return Err((
                 "operations.submit".into(),

@@ -49,6 +49,10 @@ pub fn derived_value(request: &JobRequest, per_frame: bool) -> Value {
         "priority_percent": (i64::from(request.priority) + 1000) * 100 / 2000,
     });
     if per_frame {
+        let program = shell_program(request);
+        derived["shell_command"] =
+            Value::String(format!("exec bash -c {} farm-task", sh_quote(&program)));
+        derived["shell_program"] = Value::String(program);
         derived["frame_list"] =
             frames.map_or(Value::Null, |f| json!(f.iter().collect::<Vec<u32>>()));
         derived["tasks"] = Value::Array(
@@ -84,12 +88,43 @@ pub fn request_scope(profile: &Profile, op: &Operation, request: &JobRequest) ->
     }
     let per_frame = templates.iter().flat_map(|t| t.vars()).any(|v| {
         v.root() == "derived"
-            && matches!(v.0.get(1).map(String::as_str), Some("tasks" | "frame_list"))
+            && matches!(
+                v.0.get(1).map(String::as_str),
+                Some("tasks" | "frame_list" | "shell_program" | "shell_command")
+            )
     });
+    scope_for(profile, request, per_frame)
+}
+
+/// The submit scope, with the costly derived values when `expensive`.
+pub fn scope_for(profile: &Profile, request: &JobRequest, expensive: bool) -> Scope {
     Scope::new()
         .with("request", request_value(request))
-        .with("derived", derived_value(request, per_frame))
+        .with("derived", derived_value(request, expensive))
         .with("native", Value::Object(request.native_for(&profile.name)))
+}
+
+/// One POSIX `sh` word: single quotes, each `'` written as `'\\''`. Nothing inside single
+/// quotes is special to any POSIX shell, so this is exact for every string without NUL.
+fn sh_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
+/// `${derived.shell_command}`: one `sh` command line running [`shell_program`] with bash
+/// (`exec bash -c '<program>' farm-task`), for schedulers whose job is a shell string
+/// (Ray's `entrypoint`).
+///
+/// `${derived.shell_program}`: a bash program that runs every task of the request in
+/// order, each as `farm_core::script` writes it (the program Slurm and HTCondor run), and
+/// stops with the first failing task's status. For schedulers whose job is one shell
+/// command: the program is carried as a value (an environment variable, a JSON string),
+/// never spliced into the command.
+pub fn shell_program(request: &JobRequest) -> String {
+    let body = farm_core::script::render_task_body(request, "\"$farm_task\"");
+    format!(
+        "farm_tasks={}\nfor (( farm_task = 0; farm_task < farm_tasks; farm_task++ )); do\n(\n{body})\nfarm_status=$?\nif [ \"$farm_status\" -ne 0 ]; then exit \"$farm_status\"; fi\ndone\nexit 0\n",
+        request.task_count()
+    )
 }
 
 /// The body of `op` for `request`, or `None` when the operation has none. `${request}`
@@ -108,7 +143,25 @@ pub fn body(profile: &Profile, op: &Operation, request: &JobRequest) -> Option<S
 pub fn render(profile: &Profile, request: &JobRequest) -> Result<RenderedJob> {
     request.validate()?;
     let body = body(profile, &profile.operations.submit, request).unwrap_or_default();
-    Ok(RenderedJob::single(BODY_FILE, body))
+    let mut rendered = RenderedJob::single(BODY_FILE, body);
+    if !profile.files.is_empty() {
+        let expensive = profile.files.iter().flat_map(|f| f.body.0.vars()).any(|v| {
+            v.root() == "derived"
+                && matches!(
+                    v.0.get(1).map(String::as_str),
+                    Some("tasks" | "frame_list" | "shell_program" | "shell_command")
+                )
+        });
+        let scope = scope_for(profile, request, expensive);
+        for file in &profile.files {
+            rendered.files.push(farm_core::RenderedFile {
+                name: file.name.clone(),
+                contents: crate::files::render(file, &scope),
+                executable: false,
+            });
+        }
+    }
+    Ok(rendered)
 }
 
 #[cfg(test)]

@@ -58,6 +58,8 @@ pub const DERIVED_FIELDS: &[&str] = &[
     "task_count",
     "tasks",
     "priority_percent",
+    "shell_program",
+    "shell_command",
 ];
 
 /// Fields of a list filter (`${filter.X}`).
@@ -180,6 +182,12 @@ pub enum Template {
     Object(Vec<(String, Template)>),
     /// `{$join: [LIST, SEP]}`.
     Join(Box<Template>, String),
+    /// `{$json: VALUE}`: the value as one line of JSON text, ASCII only (every non-ASCII
+    /// character and control character escaped), for APIs and files that carry a structured
+    /// value as a string.
+    Json(Box<Template>),
+    /// `{$merge: [OBJECT, ...]}`: the objects' members in one object, later ones winning.
+    Merge(Vec<Template>),
 }
 
 /// Splits `text` into literal text and `${...}` placeholders. `$$` is a literal `$`.
@@ -260,9 +268,16 @@ impl Template {
                             ))
                         }
                         ("$join", _) => Err("$join takes [LIST, SEPARATOR]".to_owned()),
-                        (other, _) => {
-                            Err(format!("unknown template function {other} (known: $join)"))
-                        }
+                        ("$json", v) => Ok(Template::Json(Box::new(Template::from_yaml(v, site)?))),
+                        ("$merge", Y::Sequence(args)) if !args.is_empty() => Ok(Template::Merge(
+                            args.iter()
+                                .map(|a| Template::from_yaml(a, site))
+                                .collect::<Result<_, _>>()?,
+                        )),
+                        ("$merge", _) => Err("$merge takes a list of objects".to_owned()),
+                        (other, _) => Err(format!(
+                            "unknown template function {other} (known: $join, $json, $merge)"
+                        )),
                     };
                 }
                 let mut members = Vec::new();
@@ -295,7 +310,8 @@ impl Template {
             Template::Var(v) => out.push(v),
             Template::Array(items) => items.iter().for_each(|i| i.collect(out)),
             Template::Object(members) => members.iter().for_each(|(_, t)| t.collect(out)),
-            Template::Join(list, _) => list.collect(out),
+            Template::Join(list, _) | Template::Json(list) => list.collect(out),
+            Template::Merge(items) => items.iter().for_each(|i| i.collect(out)),
         }
     }
 
@@ -336,6 +352,19 @@ impl Template {
                 Value::Null => Value::Null,
                 other => Value::String(scalar_text(&other)),
             },
+            Template::Json(value) => match value.eval(scope) {
+                Value::Null => Value::Null,
+                v => Value::String(ascii_json(&v)),
+            },
+            Template::Merge(items) => {
+                let mut merged = serde_json::Map::new();
+                for item in items {
+                    if let Value::Object(members) = item.eval(scope) {
+                        merged.extend(members.into_iter().filter(|(_, v)| !v.is_null()));
+                    }
+                }
+                Value::Object(merged)
+            }
         }
     }
 
@@ -363,6 +392,24 @@ pub fn scalar_text(value: &Value) -> String {
         Value::Null => String::new(),
         other => other.to_string(),
     }
+}
+
+/// Compact JSON with every character outside printable ASCII written as a `\\uXXXX` escape:
+/// one line that survives any text channel (a `key=value` file, a header, a log).
+pub fn ascii_json(value: &Value) -> String {
+    let text = serde_json::to_string(value).expect("JSON values always serialise");
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_ascii() && !c.is_ascii_control() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
 }
 
 fn encode_segment(text: &str) -> String {
@@ -456,6 +503,18 @@ mod tests {
             t.eval(&scope),
             json!({"Name": "a \"quoted\" ${name}", "Env": {"A": "x\ny"}, "Fixed": 3, "Tags": "t1,t2"})
         );
+    }
+
+    #[test]
+    fn json_is_one_ascii_line_and_merge_joins_objects() {
+        let t = body("{R: {$json: '${request}'}, E: {$merge: ['${request.environment}', {X: '${request.name}'}]}}").unwrap();
+        let request =
+            json!({"name": "n\u{2028}é😀\n\u{7f}", "environment": {"A": "1", "X": "old"}});
+        let out = t.eval(&Scope::new().with("request", request.clone()));
+        let text = out["R"].as_str().unwrap();
+        assert!(text.bytes().all(|b| (0x20..0x7f).contains(&b)), "{text}");
+        assert_eq!(serde_json::from_str::<Value>(text).unwrap(), request);
+        assert_eq!(out["E"], json!({"A": "1", "X": "n\u{2028}é😀\n\u{7f}"}));
     }
 
     #[test]

@@ -33,13 +33,16 @@ fn offline(profile: &str) -> HttpFarm {
 
 #[tokio::test]
 async fn every_example_request_renders_byte_stable_for_every_shipped_profile() {
-    for profile in ["builtin", "deadline-web-service"] {
+    for profile in ["builtin", "deadline-web-service", "ray-jobs"] {
         let farm = offline(profile);
         for path in examples(&requests_dir()) {
             let request = JobRequest::from_path(&path).unwrap();
             let rendered = farm.render(&request).await.unwrap();
-            assert_eq!(rendered.files.len(), 1);
-            assert_eq!(rendered.main().name, "request.json");
+            let names: Vec<&str> = rendered.files.iter().map(|f| f.name.as_str()).collect();
+            match profile {
+                "builtin" | "ray-jobs" => assert_eq!(names, ["request.json"]),
+                _ => assert_eq!(names, ["request.json", "job_info.job", "plugin_info.job"]),
+            }
             let body = &rendered.main().contents;
             serde_json::from_str::<serde_json::Value>(body).expect("the body is JSON");
             let stem = path
@@ -48,6 +51,10 @@ async fn every_example_request_renders_byte_stable_for_every_shipped_profile() {
                 .to_string_lossy()
                 .replace('.', "_");
             insta::assert_snapshot!(format!("{profile}__{stem}"), body);
+            for file in &rendered.files[1..] {
+                let name = file.name.replace('.', "_");
+                insta::assert_snapshot!(format!("{profile}__{stem}__{name}"), file.contents);
+            }
         }
     }
 }
@@ -122,4 +129,53 @@ fn the_adapter_registers_and_builds_from_a_farms_file() {
         err.contains("farm studio: settings") && err.contains("tokn"),
         "{err}"
     );
+}
+
+/// The `.job` pair for `deadlinecommand -SubmitJob`: one `Key=Value` per line whatever the
+/// request holds, and `plugin_info.job`'s `Request` is the request, losslessly.
+#[tokio::test]
+async fn the_deadline_job_files_carry_the_request_one_line_per_key() {
+    let farm = offline("deadline-web-service");
+    for path in examples(&requests_dir()) {
+        let mut request = JobRequest::from_path(&path).unwrap();
+        // Names cannot hold line breaks (validation); environment values can.
+        request.environment.insert(
+            "INJECT".into(),
+            format!("a\nPlugin=Evil\r\n{}é", "\u{2028}"),
+        );
+        let rendered = farm.render(&request).await.unwrap();
+        let job_info = &rendered.files[1].contents;
+        let keys: Vec<&str> = job_info
+            .lines()
+            .map(|l| l.split_once('=').expect("key=value").0)
+            .collect();
+        assert_eq!(
+            keys.iter().filter(|k| **k == "Plugin").count(),
+            1,
+            "{job_info}"
+        );
+        assert!(keys.iter().all(|k| {
+            [
+                "Plugin",
+                "Name",
+                "Frames",
+                "ChunkSize",
+                "Priority",
+                "Pool",
+                "Group",
+                "ExtraInfo0",
+                "ExtraInfo1",
+            ]
+            .contains(k)
+        }));
+        let plugin_info = &rendered.files[2].contents;
+        assert_eq!(plugin_info.lines().count(), 1, "{plugin_info}");
+        let carried = plugin_info
+            .strip_prefix("Request=")
+            .unwrap()
+            .trim_end_matches('\n');
+        assert!(carried.is_ascii());
+        let back = farm_core::run_task::parse_request(carried).unwrap();
+        assert_eq!(back, request, "{}", path.display());
+    }
 }

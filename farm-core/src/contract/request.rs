@@ -148,6 +148,16 @@ impl JobRequest {
         Ok(request)
     }
 
+    /// Parses a request given as text, without validating it: JSON when it starts with `{`,
+    /// YAML otherwise (YAML would also read most JSON, but with YAML's error messages).
+    pub fn from_text(text: &str) -> Result<JobRequest> {
+        if text.trim_start().starts_with('{') {
+            JobRequest::from_json_str(text)
+        } else {
+            JobRequest::from_yaml_str(text)
+        }
+    }
+
     /// Reads a `.json`, `.yaml` or `.yml` file and validates it.
     pub fn from_path(path: &Path) -> Result<JobRequest> {
         let text = std::fs::read_to_string(path)

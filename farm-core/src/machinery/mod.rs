@@ -1,5 +1,6 @@
 //! The shared machinery: what adapters use instead of writing it again. The meaning of a
-//! request as tasks and steps (`plan`), as a bash program (`script`) and run here (`exec`);
+//! request as tasks and steps (`plan`), as a bash program (`script`) and run here (`exec`,
+//! and one task of it for farms whose own plug-in calls `farm run-task`: `run_task`);
 //! command runners (local, ssh); the on-disk job journal; log tailing; the Katana
 //! operations answered from configuration (`katana`, `staging`); the farms file and the
 //! registry that builds farms from it. Everything here is public at the crate root
@@ -11,6 +12,7 @@ pub mod journal;
 pub mod katana;
 pub mod plan;
 pub mod registry;
+pub mod run_task;
 pub mod runner;
 pub mod script;
 pub mod secret;

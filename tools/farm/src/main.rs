@@ -99,6 +99,13 @@ enum Command {
     Environment(ContextArgs),
     /// Run the conformance suite against a farm.
     Conformance(commands::conformance::Args),
+    /// Run one task (one chunk) of a request on this machine, as a farm's own plug-in does.
+    ///
+    /// The execution path for farms that run our tasks through their own plug-in (Deadline's
+    /// FarmBridge): argv without a shell, placeholders substituted, FARM_* variables, stop at
+    /// the first failing command. The last line names the outcome; the exit status is the
+    /// failing command's.
+    RunTask(commands::run_task::Args),
     /// The local queue server (what the `local` farm talks to).
     #[cfg(feature = "local")]
     Queue(commands::queue::Args),
@@ -155,6 +162,7 @@ async fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Installation => commands::installation::run(&ctx).await,
         Command::Environment(args) => commands::environment::run(args, &ctx).await,
         Command::Conformance(args) => commands::conformance::run(args, &ctx).await,
+        Command::RunTask(args) => commands::run_task::run(args).await,
         #[cfg(feature = "local")]
         Command::Queue(args) => commands::queue::run(args).await,
         #[cfg(feature = "local")]

@@ -75,6 +75,9 @@ pub struct Engine {
     make_id: Arc<dyn Fn(u64) -> String + Send + Sync>,
     /// When false, jobs stay queued and run nothing (benchmarks measure the API alone).
     pub run_jobs: Arc<std::sync::atomic::AtomicBool>,
+    /// Run each task as a farm plug-in does (Deadline's FarmBridge): through `farm run-task`
+    /// rather than the executor directly.
+    pub via_run_task: bool,
 }
 
 /// What `submit` did.
@@ -100,6 +103,7 @@ impl Engine {
             slots: Arc::new(tokio::sync::Semaphore::new(8)),
             make_id: Arc::new(make_id),
             run_jobs: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            via_run_task: false,
         }
     }
 
@@ -353,12 +357,15 @@ impl Engine {
                     grace: Duration::from_secs(2),
                     ..Default::default()
                 };
-                let outcome = run_task(&request, &task, &log, cancel, &options)
-                    .await
-                    .unwrap_or_else(|e| TaskOutcome::Failed {
-                        reason: format!("cannot write the log: {e}"),
-                        exit_code: None,
-                    });
+                let outcome = if engine.via_run_task {
+                    crate::support::plugin_task::run(&request, &task, &log, cancel).await
+                } else {
+                    run_task(&request, &task, &log, cancel, &options).await
+                }
+                .unwrap_or_else(|e| TaskOutcome::Failed {
+                    reason: format!("cannot write the log: {e}"),
+                    exit_code: None,
+                });
                 engine.update(&id, attempt, |r| {
                     r.tasks_running = r.tasks_running.saturating_sub(1);
                     match &outcome {

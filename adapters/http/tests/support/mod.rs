@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod engine;
+pub mod plugin_task;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -119,7 +120,8 @@ impl Emulation {
                 Box::new(|_| uuid::Uuid::new_v4().simple().to_string()[..24].to_owned())
             }
         };
-        let engine = Engine::new(dir.path().join("logs"), make_id);
+        let mut engine = Engine::new(dir.path().join("logs"), make_id);
+        engine.via_run_task = dialect == Dialect::Deadline;
         let faults = Arc::new(Mutex::new(Faults::default()));
         let shared = Arc::new(Shared {
             dialect,
@@ -541,39 +543,32 @@ fn text(status: u16, body: &str) -> ResponseTemplate {
     ResponseTemplate::new(status).set_body_raw(body.to_owned(), "text/plain")
 }
 
-/// The FarmBridge plug-in's view of a submission: the JobRequest its JobInfo and PluginInfo
-/// describe.
+/// What reaches the FarmBridge plug-in: the request in `PluginInfo.Request` (one line of
+/// JSON), which the emulated plug-in hands to `farm run-task`. Deadline chunks the job by
+/// `JobInfo.Frames` and `ChunkSize`; they must match the request's, as `farm run-task
+/// --frames` would otherwise refuse every task.
 fn deadline_request(body: &Value) -> Result<JobRequest, String> {
     let ji = body.get("JobInfo").ok_or("no JobInfo")?;
     let pi = body.get("PluginInfo").ok_or("no PluginInfo")?;
     if ji.get("Plugin").and_then(Value::as_str) != Some("FarmBridge") {
         return Err("this repository only has the FarmBridge plug-in".into());
     }
-    let tags: Vec<&str> = ji
-        .get("ExtraInfo1")
+    // Deadline keeps PluginInfo values as strings.
+    let text = pi
+        .get("Request")
         .and_then(Value::as_str)
-        .map(|t| t.split(',').collect())
-        .unwrap_or_default();
-    let mut request = json!({
-        "name": ji.get("Name"),
-        "render_context": pi.get("RenderContext"),
-        "commands": pi.get("Commands"),
-        "frames": ji.get("Frames"),
-        "chunk_size": ji.get("ChunkSize"),
-        "repeat": pi.get("Repeat"),
-        "environment": pi.get("Environment"),
-        "working_directory": pi.get("WorkingDirectory"),
-        "tags": tags,
-        "resources": {"time_limit": pi.get("TimeLimit")},
-    });
-    if let Value::Object(map) = &mut request {
-        map.retain(|_, v| !v.is_null());
-        if let Some(Value::Object(res)) = map.get_mut("resources") {
-            res.retain(|_, v| !v.is_null());
-        }
+        .ok_or("PluginInfo.Request is not a string")?;
+    if text.contains('\n') || !text.is_ascii() {
+        return Err("PluginInfo.Request is not one ASCII line".into());
     }
-    let request = JobRequest::from_json_str(&request.to_string()).map_err(|e| e.to_string())?;
-    request.validate().map_err(|e| e.to_string())?;
+    let request = farm_core::run_task::parse_request(text).map_err(|e| e.to_string())?;
+    let frames = request.frames.as_ref().map(|f| f.to_string());
+    if ji.get("Frames").and_then(Value::as_str) != frames.as_deref()
+        || (frames.is_some()
+            && ji.get("ChunkSize").and_then(Value::as_u64) != Some(u64::from(request.chunk_size)))
+    {
+        return Err("JobInfo Frames/ChunkSize differ from the request's".into());
+    }
     Ok(request)
 }
 

@@ -28,6 +28,7 @@ pub mod log;
 #[cfg(feature = "local")]
 pub mod queue;
 pub mod render;
+pub mod run_task;
 pub mod start;
 pub mod status;
 pub mod stop;
@@ -102,12 +103,9 @@ pub fn read_request(path: &Path) -> Result<JobRequest> {
         std::fs::read_to_string(path)
             .map_err(|e| FarmError::io(format!("cannot read job request {}", path.display()), e))?
     };
-    let json = if stdin {
-        text.trim_start().starts_with('{')
-    } else {
-        path.extension().is_some_and(|e| e == "json")
-    };
-    if json {
+    if stdin {
+        JobRequest::from_text(&text)
+    } else if path.extension().is_some_and(|e| e == "json") {
         JobRequest::from_json_str(&text)
     } else {
         JobRequest::from_yaml_str(&text)
