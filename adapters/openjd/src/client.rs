@@ -338,10 +338,18 @@ impl DeadlineCli {
         }
     }
 
-    /// `deadline bundle submit --yes DIR`: the new job's id.
-    pub async fn submit(&self, bundle_dir: &Path) -> Result<String> {
+    /// `deadline bundle submit --yes --priority P DIR`: the new job's id. The priority is
+    /// passed explicitly: the CLI's `--priority` defaults to 50 and overrides the bundle's
+    /// `deadline:priority` (seen with deadline 0.60.10 against the emulation).
+    pub async fn submit(&self, bundle_dir: &Path, priority: u32) -> Result<String> {
         let dir = bundle_dir.display().to_string();
-        let out = self.run(&["bundle", "submit", "--yes", &dir], None).await?;
+        let priority = priority.to_string();
+        let out = self
+            .run(
+                &["bundle", "submit", "--yes", "--priority", &priority, &dir],
+                None,
+            )
+            .await?;
         crate::parse::parse_submit_output(&out)
     }
 
@@ -382,9 +390,21 @@ impl DeadlineCli {
         .map(drop)
     }
 
-    /// `deadline job logs`.
+    /// `deadline job logs --output json`: the newest session's last 10,000 lines (the
+    /// most `GetLogEvents` returns at once), one per line; empty while the job has no
+    /// session yet.
     pub async fn logs(&self, id: &JobId) -> Result<String> {
-        self.run(&["job", "logs"], Some(id)).await
+        match self
+            .run(
+                &["job", "logs", "--output", "json", "--limit", "10000"],
+                Some(id),
+            )
+            .await
+        {
+            Ok(out) => crate::parse::parse_logs_output(&out),
+            Err(e) if e.to_string().contains("No sessions found for job") => Ok(String::new()),
+            Err(e) => Err(e),
+        }
     }
 }
 

@@ -152,11 +152,26 @@ pub fn deadline_job_record(job: &DeadlineJob) -> Result<Job> {
     Ok(out)
 }
 
-/// The job id printed by `deadline bundle submit` (`--output json`, or the human
-/// `Job ID: job-...` line).
+/// Whether `id` has the form of a Deadline Cloud job id (`job-` and 32 lowercase hex
+/// digits, the service model's pattern); the service refuses any other with a
+/// `ValidationException`.
+pub fn is_deadline_job_id(id: &str) -> bool {
+    id.len() == 36
+        && id.starts_with("job-")
+        && id[4..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The job id printed by `deadline bundle submit`: deadline 0.60 prints `Submitted job
+/// bundle:`, the directory, the job's `lifecycleStatusMessage` and the id alone on the last
+/// line; other versions print `Job ID: job-...` or JSON with `jobId`.
 pub fn parse_submit_output(text: &str) -> Result<String> {
     for line in text.lines().rev() {
         let line = line.trim();
+        if is_deadline_job_id(line) {
+            return Ok(line.to_owned());
+        }
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(line)
             && let Some(id) = v.get("jobId").and_then(|i| i.as_str())
         {
@@ -170,6 +185,29 @@ pub fn parse_submit_output(text: &str) -> Result<String> {
         "`deadline bundle submit` printed no job id: {}",
         text.chars().take(400).collect::<String>()
     )))
+}
+
+/// The log text of `deadline job logs --output json`: each event's message on a line.
+pub fn parse_logs_output(text: &str) -> Result<String> {
+    #[derive(Deserialize)]
+    struct Event {
+        message: String,
+    }
+    #[derive(Deserialize)]
+    struct Logs {
+        events: Vec<Event>,
+    }
+    let logs: Logs = serde_json::from_str(text).map_err(|e| {
+        FarmError::scheduler(format!(
+            "cannot read `deadline job logs --output json` output ({e}): {}",
+            text.chars().take(400).collect::<String>()
+        ))
+    })?;
+    Ok(logs
+        .events
+        .iter()
+        .map(|e| format!("{}\n", e.message))
+        .collect())
 }
 
 /// The job ids in `deadline job list` output (YAML list of summaries after a header line).
@@ -297,6 +335,39 @@ mod tests {
             deadline_state("UPLOAD_FAILED", "READY").unwrap().0,
             JobState::Failed
         );
+    }
+
+    #[test]
+    fn submit_output_of_every_known_shape() {
+        let id = "job-0123456789abcdef0123456789abcdef";
+        // deadline 0.60.10 (recorded against the emulation): the id alone on the last line.
+        let v060 = format!(
+            "Waiting for Job to be created...\nSubmitted job bundle:\n   /b\nJob creation complete\n{id}\n"
+        );
+        for text in [
+            v060,
+            format!("Job ID: {id}\n"),
+            format!("{{\"jobId\": \"{id}\"}}\n"),
+        ] {
+            assert_eq!(parse_submit_output(&text).unwrap(), id, "{text}");
+        }
+        assert!(parse_submit_output("Submitted job bundle:\n   /job-1\n").is_err());
+        assert!(is_deadline_job_id(id));
+        for bad in [
+            "job-unknown",
+            "job-0123456789ABCDEF0123456789ABCDEF",
+            "--yes",
+            "",
+        ] {
+            assert!(!is_deadline_job_id(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn logs_output_is_the_messages() {
+        let text = r#"{"jobId": "j", "events": [{"timestamp": "t", "message": "a b"}, {"message": "\u00e9"}], "count": 2}"#;
+        assert_eq!(parse_logs_output(text).unwrap(), "a b\n\u{e9}\n");
+        assert!(parse_logs_output("{\"error\": \"x\"}").is_err());
     }
 
     #[test]

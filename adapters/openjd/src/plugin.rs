@@ -160,6 +160,9 @@ impl OpenJdFarm {
         journal: &Journal<Submitted>,
         id: &JobId,
     ) -> Result<Job> {
+        if !parse::is_deadline_job_id(id.as_str()) {
+            return Err(FarmError::job_not_found(id.clone()));
+        }
         let text = cli.get(id).await?;
         let mut job = parse::deadline_job_record(&parse::parse_deadline_job(&text)?)?;
         if let Some(entry) = journal.get(&id.to_string()) {
@@ -264,7 +267,9 @@ impl FarmPlugin for OpenJdFarm {
                 }
                 let dir = bundles.join(request.render_context.to_string());
                 write_bundle(&dir, &bundle)?;
-                let id = cli.submit(&dir).await?;
+                let id = cli
+                    .submit(&dir, render::deadline_priority(request.priority))
+                    .await?;
                 journal.record(Submitted {
                     id: id.clone(),
                     name: request.name.clone(),

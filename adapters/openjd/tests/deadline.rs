@@ -1,5 +1,7 @@
 //! The deadline-cloud transport against a replayed `deadline` CLI: the argv it sends and
-//! the output shapes it reads (`fixtures/openjd/deadline/`). Nothing here reached AWS.
+//! the output shapes it reads (`fixtures/openjd/deadline/`, recorded from the real CLI
+//! against `tools/openjd/deadline_emulator.py`; see `deadline_emulated.rs` for the live
+//! run). Nothing here reached AWS.
 
 use std::sync::{Arc, Mutex};
 
@@ -30,21 +32,40 @@ impl CommandRunner for Replay {
             })
         };
         match (argv[1].as_str(), argv[2].as_str()) {
-            ("bundle", "submit") => ok("Submitted job bundle:\n   /x\nJob ID: job-0123456789abcdef0123456789abcdef\n".into()),
-            ("job", "get") if argv.iter().any(|a| a == "job-unknown") => Ok(CommandOutput {
+            ("bundle", "submit") => ok(fixture("bundle-submit.txt")),
+            ("job", "get") if argv.iter().any(|a| a == UNKNOWN) => Ok(CommandOutput {
                 status: Some(1),
                 stdout: String::new(),
                 stderr: "Failed to get Job from Deadline:\nAn error occurred (ResourceNotFoundException) when calling the GetJob operation".into(),
             }),
             ("job", "get") => {
                 let (life, run) = self.status.lock().unwrap().clone();
-                let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/openjd/deadline/job-get-running.yaml")).unwrap();
+                let text = fixture("job-get-running.yaml");
                 ok(text.replace("CREATE_COMPLETE", &life).replace("taskRunStatus: RUNNING", &format!("taskRunStatus: {run}")))
             }
-            ("job", "cancel" | "requeue-tasks" | "logs") => ok("done\n".into()),
+            ("job", "logs") if argv.iter().any(|a| a == NO_SESSION) => Ok(CommandOutput {
+                status: Some(1),
+                stdout: String::new(),
+                stderr: format!("No sessions found for job {NO_SESSION}\n"),
+            }),
+            ("job", "logs") => ok(fixture("job-logs.json")),
+            ("job", "cancel" | "requeue-tasks") => ok("done\n".into()),
             other => panic!("unexpected command {other:?}"),
         }
     }
+}
+
+const SUBMITTED: &str = "job-76e3f647ce8d46b9a22731bc02a8faa5";
+const UNKNOWN: &str = "job-00000000000000000000000000000000";
+const NO_SESSION: &str = "job-11111111111111111111111111111111";
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fixtures/openjd/deadline")
+            .join(name),
+    )
+    .unwrap()
 }
 
 fn farm(replay: Arc<Replay>) -> (OpenJdFarm, tempfile::TempDir) {
@@ -75,14 +96,19 @@ async fn submit_poll_cancel_requeue_and_every_status_word() {
     )
     .unwrap();
     let id = farm.submit(&request).await.unwrap();
-    assert_eq!(id.as_str(), "job-0123456789abcdef0123456789abcdef");
+    assert_eq!(id.as_str(), SUBMITTED);
     let submit = replay.calls.lock().unwrap()[0].clone();
-    assert_eq!(&submit[..4], ["deadline", "bundle", "submit", "--yes"]);
+    // priority 50 -> Deadline's (50 + 1000) / 20 = 52, passed explicitly: the CLI's
+    // --priority default would override the bundle's deadline:priority.
+    assert_eq!(
+        &submit[..6],
+        ["deadline", "bundle", "submit", "--yes", "--priority", "52"]
+    );
     assert!(
         submit.windows(2).any(|w| w == ["--farm-id", "farm-0123"])
             && submit.windows(2).any(|w| w == ["--queue-id", "queue-0123"])
     );
-    let bundle_dir = std::path::PathBuf::from(&submit[4]);
+    let bundle_dir = std::path::PathBuf::from(&submit[6]);
     assert!(
         std::fs::read_to_string(bundle_dir.join("parameter_values.yaml"))
             .unwrap()
@@ -142,13 +168,35 @@ async fn submit_poll_cancel_requeue_and_every_status_word() {
             .any(|c| c[1..3] == ["job", "requeue-tasks"])
     );
     assert_eq!(farm.job(&id).await.unwrap().attempt, 2);
-    assert_eq!(
-        farm.job(&JobId::new("job-unknown"))
-            .await
-            .unwrap_err()
-            .kind(),
-        ErrorKind::JobNotFound
+    for unknown in [UNKNOWN, "job-unknown", "--yes"] {
+        assert_eq!(
+            farm.job(&JobId::new(unknown)).await.unwrap_err().kind(),
+            ErrorKind::JobNotFound,
+            "{unknown}"
+        );
+    }
+    // A malformed id never reaches the CLI (the service would answer ValidationException).
+    assert!(
+        !replay
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|c| c.contains(&"job-unknown".to_owned())
+                || c.contains(&"--yes".to_owned()) && c[2] == "get")
     );
+    set(&replay, "CREATE_COMPLETE", "RUNNING");
+    let log = farm.read_log(&id, 0).await.unwrap();
+    assert_eq!(
+        log.data,
+        "openjd: Running step Command 1\nProcess pid 4242 exited with code: 0 (unsigned)\n"
+    );
+    assert!(!log.complete);
+    let logs_call = replay.calls.lock().unwrap().last().unwrap().clone();
+    assert!(logs_call.windows(2).any(|w| w == ["--output", "json"]));
+    // No session yet (the job waits for a worker): an empty log, not an error.
+    let empty = farm.read_log(&JobId::new(NO_SESSION), 0).await.unwrap();
+    assert_eq!((empty.data.as_str(), empty.next_offset), ("", 0));
     assert_eq!(
         farm.render_log_filename(&id).await.unwrap_err().kind(),
         ErrorKind::Unsupported
