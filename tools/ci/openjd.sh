@@ -31,4 +31,6 @@ FARM_DEADLINE_BIN="$VENV/bin/deadline" FARM_DEADLINE_EMULATOR_PY="$PWD/tools/ope
   cargo test -p farm-openjd --test deadline_emulated -- --ignored
 cargo test -p farm-openjd --test oracle -- --ignored
 cargo test -p farm-openjd --test conformance -- --ignored --test-threads 2
+cargo build -p farm
+bash tools/ci/openjd-katana-smoke.sh "${CARGO_TARGET_DIR:-target}/debug/farm" "$VENV/bin/openjd"
 cargo bench -p farm-openjd --bench render_vs_check
