@@ -5,6 +5,7 @@ Run with:  FARM_BIN=target/debug/farm python3 -m pytest tools/katana/tests
 """
 
 import importlib.util
+import json
 import os
 import socket
 import subprocess
@@ -17,7 +18,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESOURCES = os.path.dirname(HERE)  # the folder added to KATANA_RESOURCES
 REPO = os.path.abspath(os.path.join(RESOURCES, "..", ".."))
-sys.path.insert(0, os.path.join(HERE, "stand_in"))
+sys.path.insert(0, os.path.join(RESOURCES, "host"))
 
 from Katana import FarmAPI  # noqa: E402  (the stand-in)
 
@@ -184,3 +185,41 @@ def test_command_strings_are_split_not_shelled_and_braces_stay_literal(plugin, t
     job_id = plugin.submitJob(job_request(tmp_path, [command]))
     wait_until("Completed", lambda: plugin.getJobState(job_id) == "Completed")
     assert out.read_text() == "{frame}|$(id)|a b|"
+
+
+def test_the_plugin_hosted_as_a_farm(queue, tmp_path):
+    """FarmBridge.py behind the plug-in host (tools/katana/host), as `farm conformance`
+    drives a Katana plug-in: a protocol round trip against the real queue."""
+    host = subprocess.Popen(
+        [sys.executable, os.path.join(RESOURCES, "host", "farm_katana_host.py"), "--plugins",
+         os.path.join(RESOURCES, "Plugins"), "--name", "Farm: studio"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, universal_newlines=True)
+
+    def call(n, method, params):
+        host.stdin.write(json.dumps({"id": n, "method": method, "params": params}) + "\n")
+        host.stdin.flush()
+        reply = json.loads(host.stdout.readline())
+        assert reply["id"] == n
+        return reply
+
+    try:
+        caps = call(0, "hello", {"protocol": 1, "farm": "bridge", "options": {}})["result"]["capabilities"]
+        assert caps == {"stage_files": True, "list_jobs": True, "render_log": True, "read_log": True, "stop": True,
+                        "start": True, "dependencies": False, "idempotent_submit": False}
+        out = tmp_path / "hosted.txt"
+        context = str(uuid.uuid4())
+        env = {"FARM_RENDER_CONTEXT": context, "FARM_CHUNK_INDEX": "0"}
+        argv = ["/bin/sh", "-c", 'echo "$SHOT $FARM_CHUNK_INDEX" > "$1"', "sh", str(out)]
+        submit = {"request": {"name": "hosted", "render_context": context, "commands": [{"argv": argv}],
+                              "environment": {"SHOT": "sh020"}, "tags": ["hosted"]},
+                  "tasks": [{"index": 0, "frames": None,
+                             "steps": [{"command_index": 0, "frame": None, "argv": argv, "env": env}]}]}
+        job_id = call(1, "submit", submit)["result"]
+        wait_until("the hosted job to complete", lambda: call(2, "job", {"id": job_id})["result"]["state"] == "Completed")
+        assert out.read_text() == "sh020 0\n"
+        job = call(3, "job", {"id": job_id})["result"]
+        assert job["tags"] == ["hosted"] and job["start_time"] > 10 ** 11
+        assert call(4, "job", {"id": "987654321"})["error"]["kind"] == "job_not_found"
+    finally:
+        host.stdin.close()
+        host.wait(timeout=10)
