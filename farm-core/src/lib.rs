@@ -38,7 +38,9 @@ pub use job::{EpochMillis, Job, JobFilter, JobId, LogChunk, Progress, now_millis
 pub use journal::{Journal, JournalEntry};
 pub use katana::KatanaServices;
 pub use plan::{Step, Task};
-pub use plugin::{Capabilities, FarmPlugin, FarmPluginExt, RenderedFile, RenderedJob, WaitOptions};
+pub use plugin::{
+    Capabilities, CheckReport, FarmPlugin, FarmPluginExt, RenderedFile, RenderedJob, WaitOptions,
+};
 pub use registry::{AdapterFactory, AdapterRegistry};
 pub use request::{JobRequest, RenderType, Repeat};
 pub use resources::{MemorySize, Resources, TimeLimit};

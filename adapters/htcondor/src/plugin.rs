@@ -423,6 +423,9 @@ impl FarmPlugin for CondorFarm {
             // description for such requests instead (docs/htcondor.md).
             dependencies: false,
             idempotent_submit: true,
+            retry_failed: false,
+            check: false,
+            job_times: true,
         }
     }
 

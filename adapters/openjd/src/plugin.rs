@@ -219,6 +219,9 @@ impl FarmPlugin for OpenJdFarm {
             start: true,
             dependencies: false,
             idempotent_submit: true,
+            retry_failed: false,
+            check: false,
+            job_times: true,
         }
     }
 

@@ -512,6 +512,8 @@ impl FarmPlugin for SlurmFarm {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             stage_files: self.katana.can_stage(),
+            retry_failed: false,
+            check: false,
             ..Capabilities::ALL
         }
     }

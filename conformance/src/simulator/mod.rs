@@ -56,7 +56,11 @@ impl Default for SimulatorConfig {
         SimulatorConfig {
             queue_delay: Duration::from_millis(20),
             slots: 8,
-            capabilities: Capabilities::ALL,
+            capabilities: Capabilities {
+                retry_failed: false,
+                check: false,
+                ..Capabilities::ALL
+            },
             reply_timeout: Duration::from_secs(2),
             state_dir: None,
             staging_root: None,

@@ -37,6 +37,21 @@ pub struct Capabilities {
     pub dependencies: bool,
     /// Submitting a render context that was already submitted returns the existing job.
     pub idempotent_submit: bool,
+    /// `retry_failed` runs only a finished job's failed and cancelled tasks again.
+    #[serde(default)]
+    pub retry_failed: bool,
+    /// `check` asks the farm whether it could ever run a request, before submitting.
+    #[serde(default)]
+    pub check: bool,
+    /// Jobs carry `start_time` once running and `end_time` once finished. Some farms report
+    /// neither (a missing time is `None`); the suite asserts times only where this is true.
+    /// Peers that predate the flag report times, so it is on unless they say otherwise.
+    #[serde(default = "reports_times_unless_told")]
+    pub job_times: bool,
+}
+
+fn reports_times_unless_told() -> bool {
+    true
 }
 
 impl Capabilities {
@@ -50,10 +65,13 @@ impl Capabilities {
         start: true,
         dependencies: true,
         idempotent_submit: true,
+        retry_failed: true,
+        check: true,
+        job_times: true,
     };
 
     /// `(name, enabled)` pairs, for tables and JSON.
-    pub fn entries(&self) -> [(&'static str, bool); 8] {
+    pub fn entries(&self) -> [(&'static str, bool); 11] {
         [
             ("stage_files", self.stage_files),
             ("list_jobs", self.list_jobs),
@@ -63,8 +81,25 @@ impl Capabilities {
             ("start", self.start),
             ("dependencies", self.dependencies),
             ("idempotent_submit", self.idempotent_submit),
+            ("retry_failed", self.retry_failed),
+            ("check", self.check),
+            ("job_times", self.job_times),
         ]
     }
+}
+
+/// What a farm said when asked whether it could run a request ([`FarmPlugin::check`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckReport {
+    /// The farm's answer in its own words (`sbatch --test-only`'s line, for example).
+    pub message: String,
+    /// When the farm expects the job to start, if it says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_start: Option<crate::job::EpochMillis>,
+    /// Where it would run (nodes, agents, a pool), if the farm says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<String>,
 }
 
 /// A native job file an adapter would submit.
@@ -269,6 +304,36 @@ pub trait FarmPlugin: Send + Sync + fmt::Debug + 'static {
     /// - Stopping a finished job is a no-op: it keeps its state.
     /// - Without the `stop` capability it returns `Unsupported`.
     async fn stop(&self, id: &JobId) -> Result<()>;
+
+    /// Runs again only the failed and cancelled tasks of a finished job, keeping its id and
+    /// raising only those tasks' attempt (Deadline's "requeue failed tasks"). Returns the
+    /// id the job now runs under.
+    ///
+    /// # Behavior
+    /// - An unknown id gives `JobNotFound`.
+    /// - Retrying a job with failed frames runs only those frames again; frames that
+    ///   completed do not run again.
+    /// - Retrying a job with no failed or cancelled task changes nothing.
+    /// - Without the `retry_failed` capability it returns `Unsupported`.
+    async fn retry_failed(&self, id: &JobId) -> Result<JobId> {
+        let _ = id;
+        Err(FarmError::unsupported("retry_failed", self.adapter()))
+    }
+
+    /// Asks the farm whether it accepts `request` and could ever run it, without creating
+    /// a job (Slurm's `sbatch --test-only`, Flamenco's `POST /jobs/check`). Returns what the
+    /// farm said: an estimated start and where, when the scheduler tells.
+    ///
+    /// # Behavior
+    /// - A request the farm can never run fails with `InvalidRequest` in the scheduler's
+    ///   own words, before anything is submitted.
+    /// - A request the farm can run passes.
+    /// - Nothing is created: the jobs listed before and after are the same.
+    /// - Without the `check` capability it returns `Unsupported`.
+    async fn check(&self, request: &JobRequest) -> Result<CheckReport> {
+        let _ = request;
+        Err(FarmError::unsupported("check", self.adapter()))
+    }
 }
 
 /// The settings the provided Katana methods answer from: none configured (staging

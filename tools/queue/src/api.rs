@@ -54,6 +54,8 @@ pub async fn health(
 /// into the data root), so the protocol itself does not offer it.
 pub const SERVER_CAPABILITIES: Capabilities = Capabilities {
     stage_files: false,
+    retry_failed: false,
+    check: false,
     ..Capabilities::ALL
 };
 
