@@ -43,6 +43,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
+if ! command -v ip >/dev/null; then
+  say "installing iproute2"
+  apt-get update -qq && apt-get install -y -qq iproute2 >/dev/null
+fi
+
 if [ ! -x "$VENV/bin/ray" ] || ! "$VENV/bin/python" -c "import ray, sys; sys.exit(ray.__version__ != '$RAY_VERSION')" 2>/dev/null; then
   say "installing ray[default]==$RAY_VERSION into $VENV"
   python3 -m venv "$VENV"
