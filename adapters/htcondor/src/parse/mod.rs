@@ -4,7 +4,7 @@
 //! - [`parse_ads`]: `condor_q -json` / `condor_history -json` (an array of ads; `condor_q`
 //!   prints nothing at all when no job matches, `condor_history` prints `[\n]\n`).
 //! - [`JOB_STATUS`]: the `JobStatus` table, as data; [`proc_state`] applies it to one proc,
-//!   [`cluster_job`] folds a cluster's procs into one [`Job`].
+//!   [`cluster_job`] folds a cluster's procs into one [`Job`](farm_core::Job).
 //! - [`parse_user_log`]: HTCondor's user (event) log, the record of last resort once a job
 //!   has left both the queue and the history.
 //! - [`parse_terse`], [`parse_action`]: `condor_submit -terse` and `condor_rm`/`condor_hold`/

@@ -36,7 +36,7 @@ impl LogProc {
         matches!(self.status, 3 | 4)
     }
 
-    /// The proc as an ad, for [`proc_state`].
+    /// The proc as an ad, for [`proc_state`](super::proc_state).
     pub fn to_ad(&self, cluster: u32, proc_id: u32) -> ProcAd {
         ProcAd {
             cluster,

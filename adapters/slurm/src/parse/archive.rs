@@ -130,7 +130,7 @@ fn jobcomp_fields(line: &str) -> BTreeMap<&'static str, &str> {
 }
 
 /// Parses `jobcomp/filetxt` lines. A job requeued or restarted has several lines per task:
-/// later lines win in [`assemble`] because they come later.
+/// later lines win in [`assemble`](super::assemble) because they come later.
 pub fn parse_jobcomp(text: &str) -> Vec<TaskRecord> {
     let mut out = Vec::new();
     for line in text.lines().filter(|l| l.starts_with("JobId=")) {
