@@ -57,6 +57,19 @@ impl Problem {
         Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", detail)
     }
 
+    /// 507: the data root's file system is full; nothing was changed.
+    pub fn disk_full(data_root: &std::path::Path) -> Problem {
+        Problem::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "Insufficient storage",
+            format!(
+                "the queue's data root {} is full (no space left on its file system): nothing \
+                 was changed; free space there and retry",
+                data_root.display()
+            ),
+        )
+    }
+
     /// Adds one more member to the document.
     pub fn with(mut self, key: &'static str, value: serde_json::Value) -> Problem {
         self.extra = Some(Box::new((key, value)));
@@ -156,6 +169,10 @@ pub async fn db<T: Send + 'static>(
 ) -> Result<T, Problem> {
     let store = Arc::clone(&state.store);
     match tokio::task::spawn_blocking(move || f(&store)).await {
+        Ok(Err(e)) if e.is_disk_full() => {
+            tracing::warn!(data_root = %state.store.data_dir().display(), error = %e, "the data root is full: changes are refused until space is freed");
+            Err(Problem::disk_full(state.store.data_dir()))
+        }
         Ok(result) => result.map_err(Problem::from),
         Err(e) => {
             tracing::error!(error = %e, "store task failed");

@@ -3,8 +3,11 @@
 //!
 //! The agent token travels on ssh's standard input (through [`SshRunner`]), never in a
 //! command line where `ps` on either machine would show it. Agents are detached with
-//! `setsid nohup`, log to `<dir>/<name>.log` and are listed in `<dir>/agents.pid`, which is
-//! what `stop` reads; it only signals processes whose command line is still an agent's.
+//! `setsid nohup`, log to `<dir>/<name>.log` and are listed in `<dir>/agents-<host>.pid`,
+//! which is what `stop` reads; it only signals processes whose command line is still an
+//! agent's. The pid file is per host because `<dir>` is often in a home directory that
+//! every machine mounts (NFS): one list for all would let `stop` on one machine discard
+//! another's.
 
 use std::time::Duration;
 
@@ -27,19 +30,20 @@ i=0
 while [ "$i" -lt "$count" ]; do
   name="$host-$$-$i"
   $launcher nohup "$farm" agent --server "$server" --name "$name" --work-dir "$dir/$name" </dev/null >>"$dir/$name.log" 2>&1 &
-  echo "$!" >>"$dir/agents.pid"
+  echo "$!" >>"$dir/agents-$host.pid"
   echo "started agent $name (pid $!) for $server; log: $dir/$name.log"
   i=$((i + 1))
 done
 "#;
 
-/// Stops the agents listed in `$1/agents.pid` (SIGTERM: running tasks are requeued) and
+/// Stops the agents listed in `$1/agents-<host>.pid` (SIGTERM: running tasks are requeued) and
 /// waits up to 30 s for them to exit.
 pub const STOP_SCRIPT: &str = r#"set -u
 dir=$1
 case $dir in "~/"*) dir="$HOME/${dir#"~/"}" ;; esac
 host=$(hostname 2>/dev/null || uname -n)
-if [ ! -f "$dir/agents.pid" ]; then echo "no agents were started in $dir on $host"; exit 0; fi
+pidfile="$dir/agents-$host.pid"
+if [ ! -f "$pidfile" ]; then echo "no agents were started in $dir on $host"; exit 0; fi
 cmdline() {
   if [ -r "/proc/$1/cmdline" ]; then tr '\000' ' ' <"/proc/$1/cmdline"; else ps -p "$1" -o args= 2>/dev/null; fi
 }
@@ -49,8 +53,8 @@ while read -r pid; do
   if cmdline "$pid" | grep -q ' agent '; then
     kill -TERM "$pid" 2>/dev/null && pids="$pids $pid" && echo "stopping agent pid $pid"
   fi
-done <"$dir/agents.pid"
-rm -f "$dir/agents.pid"
+done <"$pidfile"
+rm -f "$pidfile"
 n=0
 for pid in $pids; do
   while kill -0 "$pid" 2>/dev/null && [ "$n" -lt 300 ]; do sleep 0.1; n=$((n + 1)); done

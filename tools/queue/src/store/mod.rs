@@ -10,6 +10,7 @@
 //! restart every agent gets a fresh timeout to reconnect, which is what lets running tasks
 //! be re-attached instead of requeued.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -70,6 +71,26 @@ pub enum StoreError {
         /// The OS error.
         source: std::io::Error,
     },
+}
+
+impl StoreError {
+    /// The file system under the data root is full (SQLite's `SQLITE_FULL`, or `ENOSPC` or
+    /// `EDQUOT` writing a render log): nothing was changed, and retrying once space is back
+    /// will work.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::Db(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.code == rusqlite::ErrorCode::DiskFull
+            }
+            StoreError::Io { source, .. } => {
+                matches!(
+                    source.raw_os_error(),
+                    Some(nix::libc::ENOSPC | nix::libc::EDQUOT)
+                ) || source.kind() == std::io::ErrorKind::StorageFull
+            }
+            _ => false,
+        }
+    }
 }
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -214,6 +235,8 @@ pub struct Store {
     clock: Mutex<i64>,
     liveness: Mutex<HashMap<i64, Instant>>,
     logs_dir: PathBuf,
+    /// The directory of the database (the data root), named when its disk is full.
+    data_dir: PathBuf,
     options: StoreOptions,
     /// Woken when a task becomes ready to run.
     pub work: Notify,
@@ -266,6 +289,7 @@ impl Store {
             clock: Mutex::new(last),
             liveness: Mutex::new(HashMap::new()),
             logs_dir: logs_dir.to_path_buf(),
+            data_dir: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
             options,
             work: Notify::new(),
             control: Notify::new(),
@@ -280,12 +304,36 @@ impl Store {
         *clock
     }
 
+    /// The directory of the database: the data root.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Runs `f` in one transaction. Render-log appends are part of it: when it does not
+    /// commit (a full disk, most often), they are cut back, so the log never holds bytes the
+    /// database does not count and an agent's retried upload is not written twice.
     fn write<T>(&self, f: impl FnOnce(&Transaction<'_>, &mut Effects) -> Result<T>) -> Result<T> {
         let mut conn = self.writer.lock().expect("writer poisoned");
-        let tx = conn.transaction()?;
+        APPENDED.with(|a| a.borrow_mut().clear());
         let mut effects = Effects::default();
-        let value = f(&tx, &mut effects)?;
-        tx.commit()?;
+        let result = conn.transaction().map_err(StoreError::from).and_then(|tx| {
+            let value = f(&tx, &mut effects)?;
+            tx.commit()?;
+            Ok(value)
+        });
+        let appended = APPENDED.with(|a| std::mem::take(&mut *a.borrow_mut()));
+        if result.is_err() {
+            for (path, len) in appended.iter().rev() {
+                if let Err(e) = OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .and_then(|f| f.set_len(*len))
+                {
+                    tracing::error!(log = %path.display(), error = %e, "cannot cut back a render log after a failed change");
+                }
+            }
+        }
+        let value = result?;
         drop(conn);
         if effects.work {
             self.work.notify_waiters();
@@ -372,6 +420,14 @@ fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
     })
 }
 
+thread_local! {
+    /// Render logs appended to by the transaction running on this thread, with their length
+    /// before, for [`Store::write`] to cut back if it does not commit.
+    static APPENDED: RefCell<Vec<(PathBuf, u64)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Appends to a render log, as part of the transaction running on this thread (see
+/// [`Store::write`]).
 fn append_to_log(path: &Path, data: &[u8]) -> Result<()> {
     let context = || format!("cannot write render log {}", path.display());
     if let Some(parent) = path.parent() {
@@ -382,5 +438,49 @@ fn append_to_log(path: &Path, data: &[u8]) -> Result<()> {
         .append(true)
         .open(path)
         .map_err(io_err(context()))?;
+    let len = file.metadata().map_err(io_err(context()))?.len();
+    APPENDED.with(|a| a.borrow_mut().push((path.to_path_buf(), len)));
     file.write_all(data).map_err(io_err(context()))
+}
+
+#[cfg(test)]
+mod disk_full_tests {
+    use super::*;
+
+    #[test]
+    fn a_change_that_does_not_commit_leaves_no_log_bytes_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(
+            &dir.path().join("q.db"),
+            &dir.path().join("logs"),
+            StoreOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(s.data_dir(), dir.path());
+        let log = dir.path().join("logs/1.log");
+        s.write(|_, _| append_to_log(&log, b"kept\n")).unwrap();
+        let failed: Result<()> = s.write(|_, _| {
+            append_to_log(&log, b"part of a change\n")?;
+            append_to_log(&log, b"that never committed\n")?;
+            Err(StoreError::Db(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+                None,
+            )))
+        });
+        let err = failed.unwrap_err();
+        assert!(err.is_disk_full());
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "kept\n");
+    }
+
+    #[test]
+    fn full_disks_are_recognised() {
+        let io = |code| StoreError::Io {
+            context: "x".into(),
+            source: std::io::Error::from_raw_os_error(code),
+        };
+        assert!(io(nix::libc::ENOSPC).is_disk_full());
+        assert!(io(nix::libc::EDQUOT).is_disk_full());
+        assert!(!io(nix::libc::EACCES).is_disk_full());
+        assert!(!StoreError::Conflict("x".into()).is_disk_full());
+    }
 }
