@@ -25,6 +25,12 @@ pub const ADAPTER: &str = "katana-plugin";
 /// development: point it at `tools/katana/host`).
 pub const HOST_DIR_ENV: &str = "FARM_KATANA_HOST_DIR";
 
+/// Set in the host's environment (to the farm's name): a `katana-plugin` farm is never
+/// built below a host. A plug-in that runs `farm` (FarmBridge.py lists farms with
+/// `farm farms`, which builds every farm) would otherwise start a host for its own farm,
+/// which would load the plug-in again, without end.
+pub const INSIDE_HOST_ENV: &str = "FARM_INSIDE_KATANA_HOST";
+
 /// The host and its stand-in `Katana.FarmAPI`: (path under the host folder, contents).
 /// The workspace is not published, so reaching outside the crate is fine; a published
 /// crate would carry the host under its own folder.
@@ -123,9 +129,11 @@ impl KatanaPluginSettings {
         if let Some(name) = &self.name {
             command.extend(["--name".into(), name.clone()]);
         }
+        let mut env = self.env.clone();
+        env.insert(INSIDE_HOST_ENV.into(), farm.into());
         Ok(ExternalSettings {
             command,
-            env: self.env.clone(),
+            env,
             working_directory: None,
             timeout: self.timeout,
             options: serde_json::Value::Null,
@@ -148,8 +156,21 @@ pub fn from_settings(
     settings: KatanaPluginSettings,
     common: CommonSettings,
 ) -> Result<ExternalFarm> {
+    refuse_nesting(name, std::env::var(INSIDE_HOST_ENV).ok())?;
     let external = settings.external(name, &host_dir()?)?;
     ExternalFarm::from_settings(name, external, common)
+}
+
+/// A `config` error when this process runs below the host of farm `outer`.
+fn refuse_nesting(name: &str, outer: Option<String>) -> Result<()> {
+    match outer {
+        Some(outer) => Err(FarmError::config(format!(
+            "farm {name}: a katana-plugin farm is not started from inside the plug-in host of farm {outer} \
+             (a plug-in that runs `farm` would start itself again); point the plug-in's FARM_CONFIG \
+             at a farms file without katana-plugin farms"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// FNV-1a over the embedded files: a cache key stable across builds and platforms (std's
@@ -305,6 +326,7 @@ mod tests {
         assert!(Path::new(&external.command[3]).is_absolute());
         assert_eq!(&external.command[4..], ["--name", "My Farm"]);
         assert_eq!(external.env["A"], "b");
+        assert_eq!(external.env[INSIDE_HOST_ENV], "f");
         assert_eq!(external.timeout, Duration::from_secs(5));
     }
 
@@ -315,6 +337,14 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.kind(), farm_core::ErrorKind::Config);
         assert!(e.to_string().contains("is not a folder"), "{e}");
+    }
+
+    #[test]
+    fn no_katana_plugin_farm_is_built_below_a_host() {
+        let e = refuse_nesting("inner", Some("outer".into())).unwrap_err();
+        assert_eq!(e.kind(), farm_core::ErrorKind::Config);
+        assert!(e.to_string().contains("plug-in host of farm outer"), "{e}");
+        assert!(refuse_nesting("top", None).is_ok());
     }
 
     #[test]
