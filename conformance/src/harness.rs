@@ -253,18 +253,45 @@ impl Harness {
 
     /// Polls `probe` until it returns `Some`, or fails after the job timeout with a message
     /// saying what was awaited and what was last seen.
-    pub async fn wait_for<T, F, Fut>(&self, what: &str, mut probe: F) -> Result<T, Verdict>
+    ///
+    /// A probe that is not done yet says what it saw: any text (keep waiting), or
+    /// [`NotYet::error`] for a failed call. Waiting does not cure an error that is not
+    /// retryable, so after [`HARD_ERRORS_BEFORE_GIVING_UP`] of them in a row, spanning at
+    /// least [`HARD_ERRORS_WINDOW`], the wait fails at once, naming the error: a farm that
+    /// cannot read its jobs is rejected in seconds rather than after the job timeout of
+    /// every check.
+    pub async fn wait_for<T, E, F, Fut>(&self, what: &str, mut probe: F) -> Result<T, Verdict>
     where
         F: FnMut() -> Fut,
-        Fut: Future<Output = Result<Option<T>, String>>,
+        Fut: Future<Output = Result<Option<T>, E>>,
+        E: Into<NotYet>,
     {
         let deadline = tokio::time::Instant::now() + self.settings.job_timeout;
         let mut last = String::from("(nothing yet)");
+        let mut hard_streak: Option<(u32, tokio::time::Instant)> = None;
         loop {
-            match probe().await {
+            match probe().await.map_err(Into::into) {
                 Ok(Some(value)) => return Ok(value),
-                Ok(None) => {}
-                Err(seen) => last = seen,
+                Ok(None) => hard_streak = None,
+                Err(seen) => {
+                    if seen.hard {
+                        let (count, since) =
+                            hard_streak.get_or_insert((0, tokio::time::Instant::now()));
+                        *count += 1;
+                        if *count >= HARD_ERRORS_BEFORE_GIVING_UP
+                            && since.elapsed() >= HARD_ERRORS_WINDOW
+                        {
+                            fail!(
+                                "gave up waiting for {what}: {count} non-retryable errors in a row over {:?}; last: {}",
+                                since.elapsed(),
+                                seen.message
+                            );
+                        }
+                    } else {
+                        hard_streak = None;
+                    }
+                    last = seen.message;
+                }
             }
             if tokio::time::Instant::now() >= deadline {
                 fail!(
@@ -281,9 +308,11 @@ impl Harness {
         self.wait_for(&format!("job {id} to finish"), || async {
             match self.farm.job(id).await {
                 Ok(job) if job.state.is_terminal() => Ok(Some(job)),
-                Ok(job) => Err(format!("{} ({:?})", job.state, job.native_state)),
-                Err(e) if e.is_retryable() => Err(e.to_string()),
-                Err(e) => Err(format!("error: {e}")),
+                Ok(job) => Err(NotYet::from(format!(
+                    "{} ({:?})",
+                    job.state, job.native_state
+                ))),
+                Err(e) => Err(NotYet::error(&e)),
             }
         })
         .await
@@ -294,11 +323,11 @@ impl Harness {
         self.wait_for(&format!("job {id} to be {state}"), || async {
             match self.farm.job(id).await {
                 Ok(job) if job.state == state => Ok(Some(job)),
-                Ok(job) => Err(format!(
+                Ok(job) => Err(NotYet::from(format!(
                     "{} ({:?}, reason {:?})",
                     job.state, job.native_state, job.reason
-                )),
-                Err(e) => Err(format!("error: {e}")),
+                ))),
+                Err(e) => Err(NotYet::error(&e)),
             }
         })
         .await
@@ -307,7 +336,7 @@ impl Harness {
     /// Waits until a file exists (probe jobs create files to say they ran).
     pub async fn wait_file(&self, path: &Path) -> Result<(), Verdict> {
         self.wait_for(&format!("{} to appear", path.display()), || async {
-            Ok(path.exists().then_some(()))
+            Ok::<_, String>(path.exists().then_some(()))
         })
         .await
     }
@@ -334,6 +363,41 @@ impl Harness {
             {
                 let _ = self.farm.stop(&id).await;
             }
+        }
+    }
+}
+
+/// Non-retryable errors in a row after which [`Harness::wait_for`] stops waiting.
+pub const HARD_ERRORS_BEFORE_GIVING_UP: u32 = 3;
+
+/// The least time those errors must span: a farm that is briefly wrong right after a
+/// change is not condemned on one unlucky instant.
+pub const HARD_ERRORS_WINDOW: Duration = Duration::from_secs(1);
+
+/// What a [`Harness::wait_for`] probe saw when it was not done yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotYet {
+    /// For the failure message.
+    pub message: String,
+    /// A failed call that waiting will not cure (a non-retryable [`FarmError`]).
+    pub hard: bool,
+}
+
+impl NotYet {
+    /// A failed call: hard unless the error is retryable.
+    pub fn error(e: &FarmError) -> NotYet {
+        NotYet {
+            message: format!("error: {e}"),
+            hard: !e.is_retryable(),
+        }
+    }
+}
+
+impl From<String> for NotYet {
+    fn from(message: String) -> NotYet {
+        NotYet {
+            message,
+            hard: false,
         }
     }
 }

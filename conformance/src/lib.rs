@@ -22,7 +22,7 @@ pub mod simulator;
 
 pub use checks::{CHECKS, Check};
 pub use harness::{
-    CheckResult, Context, Harness, SchedulerControl, SuiteSettings, TestFarm, Verdict,
+    CheckResult, Context, Harness, NotYet, SchedulerControl, SuiteSettings, TestFarm, Verdict,
 };
 pub use report::{CheckReport, Outcome, Report, Selection, markdown_reference, run_all, run_check};
 

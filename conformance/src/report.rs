@@ -252,7 +252,9 @@ pub fn markdown_reference() -> String {
          conformance/src/checks/, then regenerate. -->\n\n\
          Every adapter runs these checks (`farm_conformance::suite!` in Rust, `farm conformance` \
          from the command line). *Selected by* names the capability a check exercises: when \
-         that capability is off, the check asserts the operation returns `Unsupported`. Checks \
+         that capability is off, the check asserts the operation returns `Unsupported` \
+         (`job_times` is no operation: with it off, the time checks assert only the times a \
+         farm does report). Checks \
          marked *fault injection* need a simulated scheduler and report *not applicable* \
          against a real one.\n\n",
     );

@@ -52,6 +52,20 @@ mod without_capabilities {
     farm_conformance::suite!(limited_simulator);
 }
 
+mod without_job_times {
+    use super::*;
+
+    /// A farm that reports no start or end time and says so (`job_times: false`): the
+    /// suite asks only for the times it declares.
+    async fn untimed_simulator() -> TestFarm {
+        let mut config = SimulatorConfig::with_flaw(Flaw::NoJobTimes);
+        config.capabilities.job_times = false;
+        test_farm(config, Duration::from_secs(30))
+    }
+
+    farm_conformance::suite!(untimed_simulator);
+}
+
 async fn assert_rejected(flaw: Flaw) {
     let (_, target) = FLAW_TARGETS
         .iter()
@@ -136,6 +150,8 @@ rejects! {
     rejects_no_job_times: NoJobTimes,
     rejects_installation_error_is_not_config: InstallationErrorIsNotConfig,
     rejects_acts_without_capabilities: ActsWithoutCapabilities,
+    rejects_times_in_seconds: TimesInSeconds,
+    rejects_unreadable_while_running: UnreadableWhileRunning,
 }
 
 /// Every check is the target of at least one flaw, so every check is proven able to fail.

@@ -8,10 +8,12 @@
 //!
 //! Shaped like every adapter: [`config`] (settings), [`render`] (the wire tasks), [`parse`]
 //! (replies and protocol errors), [`client`] (the process and its pipes, the only I/O) and
-//! [`plugin`] (the trait).
+//! [`plugin`] (the trait). [`katana`] builds on it: `adapter: katana-plugin`, a Katana farm
+//! plug-in run by the embedded plug-in host.
 
 pub mod client;
 pub mod config;
+pub mod katana;
 pub mod parse;
 pub mod plugin;
 pub mod render;
@@ -19,6 +21,7 @@ pub mod render;
 use std::sync::Arc;
 
 pub use config::ExternalSettings;
+pub use katana::KatanaPluginSettings;
 pub use plugin::{ADAPTER, ExternalFarm};
 pub use render::{WireStep, WireTask, wire_tasks};
 

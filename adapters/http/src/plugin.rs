@@ -131,10 +131,15 @@ impl HttpFarm {
                     .is_some_and(|i| i != Idempotency::None),
                 "idempotent_submit",
             ),
+            (
+                caps.job_times,
+                self.profile.job.start_time.is_some() && self.profile.job.end_time.is_some(),
+                "job_times",
+            ),
         ] {
             if flag && !present {
                 return Err(FarmError::config(format!(
-                    "settings.capabilities.{what} is on, but profile {} has no operation for it",
+                    "settings.capabilities.{what} is on, but profile {} has no operation or mapping for it",
                     self.profile.name
                 )));
             }

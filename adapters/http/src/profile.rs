@@ -634,6 +634,13 @@ impl Profile {
                 ));
             }
         }
+        if caps.job_times && (self.job.start_time.is_none() || self.job.end_time.is_none()) {
+            return Err((
+                "capabilities".into(),
+                None,
+                "capabilities.job_times is on (the default), but job.start_time or job.end_time is not mapped: map both, or say job_times: false for a scheduler that reports no times".into(),
+            ));
+        }
         if caps.idempotent_submit
             && ops.submit.idempotency.unwrap_or(Idempotency::None) == Idempotency::None
         {

@@ -61,6 +61,39 @@ mod deadline {
     farm_conformance::suite!(deadline_web_service);
 }
 
+mod untimed {
+    use super::*;
+
+    /// Our protocol from a scheduler that reports no start or end time, described by a
+    /// profile that maps none and says `job_times: false`: the suite asks only for the
+    /// times a farm declares (issue 15).
+    async fn untimed_scheduler() -> TestFarm {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let profile = dir.path().join("untimed.yaml");
+        std::fs::write(&profile, untimed_profile()).expect("write the profile");
+        emulated(Dialect::FarmV1Untimed, &profile.display().to_string()).await
+    }
+
+    /// The built-in profile without the two times.
+    fn untimed_profile() -> String {
+        let mut yaml = farm_http::profile::BUILTIN_YAML.to_owned();
+        for (from, to) in [
+            ("  start_time: /start_time\n", ""),
+            ("  end_time: /end_time\n", ""),
+            (
+                "  idempotent_submit: true\n",
+                "  idempotent_submit: true\n  job_times: false\n",
+            ),
+        ] {
+            assert!(yaml.contains(from), "the built-in profile has no {from:?}");
+            yaml = yaml.replacen(from, to, 1);
+        }
+        yaml
+    }
+
+    farm_conformance::suite!(untimed_scheduler);
+}
+
 /// A real server speaking a shipped profile's API, for CI: set `FARM_TEST_HTTP_URL` (and
 /// `FARM_TEST_HTTP_TOKEN`, `FARM_TEST_HTTP_PROFILE` when needed). Its jobs must run on this
 /// machine, since the checks' probes write into a local scratch directory (the local queue

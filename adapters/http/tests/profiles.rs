@@ -152,3 +152,24 @@ fn a_missing_profile_file_names_the_shipped_ones() {
         "{err}"
     );
 }
+
+#[test]
+fn a_profile_claiming_times_it_does_not_map_is_refused() {
+    let (err, _) = broken(BUILTIN_YAML, "  end_time: /end_time\n", "");
+    assert!(err.contains("job_times"), "{err}");
+    assert!(err.contains("job.end_time"), "{err}");
+}
+
+#[test]
+fn a_profile_for_a_scheduler_without_times_says_job_times_false() {
+    let text = BUILTIN_YAML
+        .replacen("  start_time: /start_time\n", "", 1)
+        .replacen("  end_time: /end_time\n", "", 1)
+        .replacen(
+            "  idempotent_submit: true\n",
+            "  idempotent_submit: true\n  job_times: false\n",
+            1,
+        );
+    let profile = Profile::from_yaml_str(&text, "test.yaml").expect("loads");
+    assert!(!profile.capabilities().job_times);
+}

@@ -1,10 +1,12 @@
 //! Running a job: it is visible at once, runs its commands in order, and its end state,
 //! reason and times say how it went.
 
+use std::sync::atomic::{AtomicU8, Ordering};
+
 use farm_core::JobState;
 
 use super::support::touch_command;
-use crate::harness::{Context, Harness, read_probe};
+use crate::harness::{Context, Harness, Verdict, read_probe};
 use crate::{CheckResult, ensure, fail};
 
 /// A submitted job is visible at once in one of the five states.
@@ -127,28 +129,135 @@ pub async fn commands_stop_at_the_first_failure(h: &Harness) -> CheckResult {
 /// Finished jobs carry ordered times.
 ///
 /// A Completed job has `start_time` and `end_time`, with start <= end and, when present,
-/// submit <= start (within one second: schedulers record whole seconds).
+/// submit <= start (within one second: schedulers record whole seconds). A farm that
+/// declares `job_times: false` may leave times out (`None`): those it reports must still
+/// be ordered, and with neither reported the check is not applicable.
 pub async fn finished_jobs_carry_ordered_times(h: &Harness) -> CheckResult {
     let id = h
         .submit(&h.request("times", vec![Harness::sh("sleep 0.2", &[])]))
         .await?;
     let job = h.expect_end(&id, JobState::Completed).await?;
-    let (Some(start), Some(end)) = (job.start_time, job.end_time) else {
+    let declared = h.caps().job_times;
+    if declared && (job.start_time.is_none() || job.end_time.is_none()) {
         fail!(
-            "start_time {:?} / end_time {:?} missing on a completed job",
+            "start_time {:?} / end_time {:?} missing on a completed job (the farm declares job_times)",
             job.start_time,
             job.end_time
         );
-    };
-    ensure!(start <= end, "start_time {start} is after end_time {end}");
+    }
+    if let (Some(start), Some(end)) = (job.start_time, job.end_time) {
+        ensure!(start <= end, "start_time {start} is after end_time {end}");
+    }
+    // Schedulers record times in whole seconds: allow a second of rounding.
     if let Some(submit) = job.submit_time {
-        // Schedulers record times in whole seconds: allow a second of rounding.
-        ensure!(
-            submit <= start + 1000,
-            "submit_time {submit} is after start_time {start}"
-        );
+        for (what, t) in [("start_time", job.start_time), ("end_time", job.end_time)] {
+            if let Some(t) = t {
+                ensure!(
+                    submit <= t + 1000,
+                    "submit_time {submit} is after {what} {t}"
+                );
+            }
+        }
+    }
+    if job.start_time.is_none() && job.end_time.is_none() {
+        return Err(Verdict::NotApplicable(
+            "the farm declares job_times: false and reports no start or end time".into(),
+        ));
     }
     Ok(())
+}
+
+/// Job times are milliseconds since the epoch.
+///
+/// A Completed job's `submit_time`, `start_time` and `end_time` (those present) lie within
+/// the check's own wall-clock window, widened by a minute for clock skew: a time in seconds
+/// or microseconds is far outside it. A farm that declares `job_times` reports at least
+/// `start_time`; one that declares `job_times: false` and reports no time at all makes the
+/// check not applicable.
+pub async fn job_times_are_milliseconds_since_the_epoch(h: &Harness) -> CheckResult {
+    const SKEW: i64 = 60_000;
+    let before = farm_core::now_millis() - SKEW;
+    let id = h
+        .submit(&h.request("millis", vec![Harness::sh("sleep 0.2", &[])]))
+        .await?;
+    let job = h.expect_end(&id, JobState::Completed).await?;
+    let after = farm_core::now_millis() + SKEW;
+    let times = [
+        ("submit_time", job.submit_time),
+        ("start_time", job.start_time),
+        ("end_time", job.end_time),
+    ];
+    for (what, t) in times {
+        let Some(t) = t else { continue };
+        ensure!(
+            (before..=after).contains(&t),
+            "{what} {t} is not a time of this run in milliseconds since the epoch \
+             (expected {before}..={after}; in seconds it would be about {}, in microseconds \
+             about {})",
+            before / 1000,
+            before.saturating_mul(1000)
+        );
+    }
+    if h.caps().job_times {
+        ensure!(
+            job.start_time.is_some(),
+            "a Completed job has no start_time (the farm declares job_times)"
+        );
+    } else if times.iter().all(|(_, t)| t.is_none()) {
+        return Err(Verdict::NotApplicable(
+            "the farm declares job_times: false and reports no time".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A submitted job is readable at every step until it ends.
+///
+/// From `submit` until the job is finished, `job(id)` and `job_state(id)` never fail with
+/// a non-retryable error (an adapter that cannot map a native state must not make the job
+/// unreadable), and the states `job(id)` reports never go back.
+pub async fn a_submitted_job_is_readable_until_it_ends(h: &Harness) -> CheckResult {
+    let id = h
+        .submit(&h.request("readable", vec![Harness::sh("sleep 1", &[])]))
+        .await?;
+    // Atomic rather than a Cell: the check's future must be Send.
+    let rank = AtomicU8::new(0);
+    let verdict = h
+        .wait_for("the job to end", || async {
+            let job = match h.farm().job(&id).await {
+                Ok(job) => job,
+                Err(e) if e.is_retryable() => return Err(e.to_string()),
+                Err(e) => {
+                    return Ok(Some(Err(format!(
+                        "job({id}) failed while the job was under way: {e}"
+                    ))));
+                }
+            };
+            match h.farm().job_state(&id).await {
+                Ok(_) => {}
+                Err(e) if e.is_retryable() => return Err(e.to_string()),
+                Err(e) => {
+                    return Ok(Some(Err(format!(
+                        "job_state({id}) failed while the job was under way: {e}"
+                    ))));
+                }
+            }
+            let now = lifecycle_rank(job.state);
+            if now < rank.load(Ordering::Relaxed) {
+                return Ok(Some(Err(format!(
+                    "the job went back to {} ({:?})",
+                    job.state, job.native_state
+                ))));
+            }
+            rank.store(now, Ordering::Relaxed);
+            if job.state.is_terminal() {
+                Ok(Some(Ok(())))
+            } else {
+                Err(format!("{} ({:?})", job.state, job.native_state))
+            }
+        })
+        .await?;
+    verdict.map_err(Verdict::Fail)
 }
 
 /// Where a state lies on a job's way: a later observation never goes back.

@@ -78,8 +78,10 @@ macro_rules! for_each_check {
             submit::rendering_an_invalid_request_names_the_field: "always",
             submit::invalid_requests_never_reach_the_scheduler: "always",
             submit::submit_sends_what_render_returns: "fault injection",
-            jobs::finished_jobs_carry_ordered_times: "always",
+            jobs::finished_jobs_carry_ordered_times: "job_times",
             staging::installation_metadata_is_resolved_or_clearly_missing: "always",
+            jobs::job_times_are_milliseconds_since_the_epoch: "job_times",
+            jobs::a_submitted_job_is_readable_until_it_ends: "always",
         }
     };
 }

@@ -352,6 +352,17 @@ impl FarmPlugin for SimFarm {
                     job.start_time = None;
                     job.end_time = None;
                 }
+                if self.flawed(Flaw::TimesInSeconds) {
+                    for t in [&mut job.submit_time, &mut job.start_time, &mut job.end_time] {
+                        *t = t.map(|ms| ms / 1000);
+                    }
+                }
+                if self.flawed(Flaw::UnreadableWhileRunning) && job.state == JobState::Running {
+                    return Err(FarmError::scheduler(format!(
+                        "unknown native state {:?}",
+                        job.native_state
+                    )));
+                }
                 Ok(job)
             }
             Err(FarmError::JobNotFound { .. }) => match self.lost(id) {

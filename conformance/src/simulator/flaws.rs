@@ -97,12 +97,16 @@ pub enum Flaw {
     SubmitSkipsValidation,
     /// `submit` sends compact JSON while `render` returns pretty JSON.
     SubmitSendsDifferentPayload,
-    /// Jobs never carry start or end times.
+    /// Jobs never carry start or end times (a flaw only where `job_times` is declared).
     NoJobTimes,
     /// A missing installation is a scheduler error instead of a configuration error.
     InstallationErrorIsNotConfig,
     /// Claims no capabilities but performs every operation anyway.
     ActsWithoutCapabilities,
+    /// Job times are reported in seconds since the epoch instead of milliseconds.
+    TimesInSeconds,
+    /// `job` fails with a scheduler error while the job runs (a native state it cannot map).
+    UnreadableWhileRunning,
 }
 
 /// Which check each flaw is aimed at: the suite's own tests require that check to fail.
@@ -260,6 +264,14 @@ pub const FLAW_TARGETS: &[(Flaw, &str)] = &[
     (
         Flaw::ActsWithoutCapabilities,
         "an_unknown_id_gives_job_not_found_from_stop",
+    ),
+    (
+        Flaw::TimesInSeconds,
+        "job_times_are_milliseconds_since_the_epoch",
+    ),
+    (
+        Flaw::UnreadableWhileRunning,
+        "a_submitted_job_is_readable_until_it_ends",
     ),
 ];
 

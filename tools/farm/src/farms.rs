@@ -11,6 +11,8 @@ pub fn registry() -> AdapterRegistry {
     farm_conformance::simulator::register(&mut registry);
     #[cfg(feature = "external")]
     farm_external::register(&mut registry);
+    #[cfg(feature = "external")]
+    farm_external::katana::register(&mut registry);
     #[cfg(feature = "http")]
     farm_http::register(&mut registry);
     #[cfg(feature = "local")]

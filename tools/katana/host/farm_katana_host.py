@@ -174,7 +174,8 @@ def capabilities_of(cls):
     """What the plug-in's surface supports: optional methods it does not override disable
     the feature (the seed: "not implementing them will disable the corresponding
     functionality"). read_log is derived from the render log file; FarmAPI has no
-    dependencies, and the host does not de-duplicate render contexts."""
+    dependencies, and the host does not de-duplicate render contexts; start and end times
+    come from getJobs."""
     log = overrides(cls, "getRenderLogFilename")
     return {
         "stage_files": overrides(cls, "createTempDirectory") and overrides(cls, "copyRenderFiles"),
@@ -185,6 +186,8 @@ def capabilities_of(cls):
         "start": overrides(cls, "startJob"),
         "dependencies": False,
         "idempotent_submit": False,
+        # Times come from getJobs' entries: without it a job has none to report.
+        "job_times": overrides(cls, "getJobs"),
     }
 
 

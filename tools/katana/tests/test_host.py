@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.join(KATANA, "host"))
 import farm_katana_host  # noqa: E402
 
 ALL_CAPS = {"stage_files": True, "list_jobs": True, "render_log": True, "read_log": True, "stop": True,
-            "start": True, "dependencies": False, "idempotent_submit": False}
+            "start": True, "dependencies": False, "idempotent_submit": False, "job_times": True}
 
 
 class HostError(Exception):

@@ -205,7 +205,7 @@ def test_the_plugin_hosted_as_a_farm(queue, tmp_path):
     try:
         caps = call(0, "hello", {"protocol": 1, "farm": "bridge", "options": {}})["result"]["capabilities"]
         assert caps == {"stage_files": True, "list_jobs": True, "render_log": True, "read_log": True, "stop": True,
-                        "start": True, "dependencies": False, "idempotent_submit": False}
+                        "start": True, "dependencies": False, "idempotent_submit": False, "job_times": True}
         out = tmp_path / "hosted.txt"
         context = str(uuid.uuid4())
         env = {"FARM_RENDER_CONTEXT": context, "FARM_CHUNK_INDEX": "0"}

@@ -89,6 +89,9 @@ pub enum Dialect {
     FarmV1,
     /// Deadline's Web Service with the FarmBridge plug-in.
     Deadline,
+    /// docs/http-scheduler.openapi.yaml from a scheduler that keeps no start or end times
+    /// (records without `start_time`/`end_time`; its capabilities say `job_times: false`).
+    FarmV1Untimed,
 }
 
 struct Shared {
@@ -115,7 +118,9 @@ impl Emulation {
             .tempdir()
             .expect("tempdir");
         let make_id: Box<dyn Fn(u64) -> String + Send + Sync> = match dialect {
-            Dialect::FarmV1 => Box::new(|_| uuid::Uuid::new_v4().to_string()),
+            Dialect::FarmV1 | Dialect::FarmV1Untimed => {
+                Box::new(|_| uuid::Uuid::new_v4().to_string())
+            }
             Dialect::Deadline => {
                 Box::new(|_| uuid::Uuid::new_v4().simple().to_string()[..24].to_owned())
             }
@@ -223,7 +228,7 @@ impl Respond for Responder {
             }
         }
         match s.dialect {
-            Dialect::FarmV1 => farm_v1(s, request),
+            Dialect::FarmV1 | Dialect::FarmV1Untimed => farm_v1(s, request),
             Dialect::Deadline => deadline(s, request),
         }
     }
@@ -315,7 +320,7 @@ fn v1_state(status: Status) -> (JobState, &'static str) {
     }
 }
 
-fn v1_record(r: &Record) -> Value {
+fn v1_record(s: &Shared, r: &Record) -> Value {
     let (state, native) = v1_state(r.status);
     let mut v = json!({
         "id": r.id,
@@ -335,6 +340,10 @@ fn v1_record(r: &Record) -> Value {
     });
     if let Value::Object(map) = &mut v {
         map.retain(|_, v| !v.is_null());
+        if s.dialect == Dialect::FarmV1Untimed {
+            map.remove("start_time");
+            map.remove("end_time");
+        }
     }
     v
 }
@@ -356,6 +365,7 @@ fn farm_v1(s: &Shared, request: &Request) -> ResponseTemplate {
                 200,
                 &serde_json::to_value(farm_core::Capabilities {
                     stage_files: false,
+                    job_times: s.dialect != Dialect::FarmV1Untimed,
                     ..farm_core::Capabilities::ALL
                 })
                 .expect("caps"),
@@ -383,9 +393,9 @@ fn farm_v1(s: &Shared, request: &Request) -> ResponseTemplate {
                 lose
             };
             let reply = match s.engine.submit(request_parsed, body, key) {
-                Submitted::Created(r) => json_reply(201, &v1_record(&r))
+                Submitted::Created(r) => json_reply(201, &v1_record(s, &r))
                     .insert_header("Location", format!("/v1/jobs/{}", r.id).as_str()),
-                Submitted::Existing(r) => json_reply(200, &v1_record(&r)),
+                Submitted::Existing(r) => json_reply(200, &v1_record(s, &r)),
                 Submitted::Conflict(r) => problem(
                     409,
                     "Conflict",
@@ -429,14 +439,14 @@ fn farm_v1(s: &Shared, request: &Request) -> ResponseTemplate {
         ("GET", None) => s
             .engine
             .get(&id)
-            .map_or_else(|| not_found(&id), |r| json_reply(200, &v1_record(&r))),
+            .map_or_else(|| not_found(&id), |r| json_reply(200, &v1_record(s, &r))),
         ("POST", Some("stop")) => s
             .engine
             .stop(&id)
-            .map_or_else(|| not_found(&id), |r| json_reply(200, &v1_record(&r))),
+            .map_or_else(|| not_found(&id), |r| json_reply(200, &v1_record(s, &r))),
         ("POST", Some("start")) => match s.engine.start(&id) {
             None => not_found(&id),
-            Some(Ok(r)) => json_reply(200, &v1_record(&r)),
+            Some(Ok(r)) => json_reply(200, &v1_record(s, &r)),
             Some(Err(r)) => problem(
                 409,
                 "Conflict",
@@ -476,7 +486,7 @@ fn v1_list(s: &Shared, request: &Request) -> ResponseTemplate {
         .filter(|r| tag.as_ref().is_none_or(|t| r.request.tags.contains(t)))
         .filter(|r| since.is_none_or(|t| r.submit_ms >= t))
         .filter(|r| updated_since.is_none_or(|t| r.updated_ms >= t))
-        .map(v1_record)
+        .map(|r| v1_record(s, r))
         .collect();
     let size = limit.min(s.page_size).max(1);
     let page: Vec<Value> = matching.iter().skip(offset).take(size).cloned().collect();
