@@ -73,7 +73,9 @@ async fn garbage_is_a_scheduler_error_and_silence_times_out() {
         f.job(&JobId::new("1")).await.unwrap_err().kind(),
         ErrorKind::Scheduler
     );
-    let silent = farm(&program("pass"), Duration::from_millis(300)).unwrap();
+    // Long enough for Python to start and answer hello on a loaded machine; the job call
+    // then waits the whole timeout for an answer that never comes.
+    let silent = farm(&program("pass"), Duration::from_secs(2)).unwrap();
     let err = silent.job(&JobId::new("1")).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable);
     assert!(err.to_string().contains("did not answer job"), "{err}");
