@@ -213,6 +213,8 @@ pub struct Store {
     reader: Mutex<Connection>,
     clock: Mutex<i64>,
     liveness: Mutex<HashMap<i64, Instant>>,
+    /// Who asked to stop a job that is still stopping, for the line that ends its log.
+    stoppers: Mutex<HashMap<i64, String>>,
     logs_dir: PathBuf,
     options: StoreOptions,
     /// Woken when a task becomes ready to run.
@@ -265,6 +267,7 @@ impl Store {
             reader: Mutex::new(reader),
             clock: Mutex::new(last),
             liveness: Mutex::new(HashMap::new()),
+            stoppers: Mutex::new(HashMap::new()),
             logs_dir: logs_dir.to_path_buf(),
             options,
             work: Notify::new(),
