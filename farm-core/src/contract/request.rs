@@ -678,7 +678,7 @@ mod tests {
             (
                 "name: x\ncommands: [[a]]\npriority: 5000",
                 "priority",
-                "outside",
+                "not between -1000 and 1000",
             ),
             (
                 "name: x\ncommands: [[a]]\ntags: ['a b']",

@@ -188,6 +188,13 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, FarmError> {
             "cannot open {}",
             root.lock_file().display()
         )))?;
+    // A queue that is stopping (an idle one, say) removes server.json just before it lets
+    // go of the lock: give it a moment rather than refusing the start that replaces it.
+    let mut tries = 0;
+    while lock.try_lock().is_err() && !root.server_info().exists() && tries < 30 {
+        tries += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     if lock.try_lock().is_err() {
         let owner = std::fs::read_to_string(root.server_info())
             .ok()

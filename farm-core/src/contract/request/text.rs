@@ -199,7 +199,7 @@ mod tests {
         );
         for field in [
             "name",
-            "commands[2]",
+            "commands[2].shell",
             "chunk_size",
             "priority",
             "resources.cpus",
