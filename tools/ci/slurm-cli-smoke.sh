@@ -50,7 +50,7 @@ restart_slurmctld() {  # stops the lab's slurmctld, waits until Slurm says so, s
 }
 wait_state() {  # wait_state ID STATE
   for _ in $(seq 300); do
-    [ "$("$FARM_BIN" -o json --farm "$farm" status "$1" | json 'd["state"]')" = "$2" ] && return 0
+    [ "$("$FARM_BIN" -o json --farm "$farm" status "$1" | json 'd["jobs"][0]["state"]')" = "$2" ] && return 0
     sleep 0.2
   done
   fail "job $1 never reached $2"
@@ -75,20 +75,20 @@ YAML
   "${f[@]}" render "$work/ok.yaml" | grep -q "$token" || fail "render does not carry the command"
   "${f[@]}" submit --wait --timeout 2m "$work/ok.yaml" >"$work/wait.out" || fail "submit --wait: $(cat "$work/wait.out")"
   grep -q "Completed" "$work/wait.out" || fail "submit --wait did not report Completed"
-  id="$("${f[@]}" -o json list --name "smoke $run $farm ok" | json 'd[0]["id"]')"
-  [ "$("${f[@]}" -o json status "$id" | json 'd["state"]')" = Completed ] || fail "status"
+  id="$("${f[@]}" -o json list --name "smoke $run $farm ok" | json 'd["jobs"][0]["id"]')"
+  [ "$("${f[@]}" -o json status "$id" | json 'd["jobs"][0]["state"]')" = Completed ] || fail "status"
   for n in 1 2 3; do
     "${f[@]}" log "$id" | grep -q "$token frame $n" || fail "log lacks frame $n"
   done
   [ -s "$("${f[@]}" log --path "$id")" ] || fail "log --path names no file"
 
-  long="$("${f[@]}" submit "$work/long.yaml")"
+  long="$("${f[@]}" submit --quiet "$work/long.yaml")"
   wait_state "$long" Running
   "${f[@]}" stop "$long" >/dev/null
   wait_state "$long" Cancelled
-  "${f[@]}" -o json list --state Cancelled | json '[j["id"] for j in d]' | grep -q "'$long'" || fail "list --state Cancelled"
-  again="$("${f[@]}" -o json start "$long" | json 'd["started"][0]["now"]')"
-  attempt="$("${f[@]}" -o json status "$again" | json 'd["attempt"]')"
+  "${f[@]}" -o json list --state Cancelled | json '[j["id"] for j in d["jobs"]]' | grep -q "'$long'" || fail "list --state Cancelled"
+  again="$("${f[@]}" -o json start "$long" | json 'd["results"][0]["now"]')"
+  attempt="$("${f[@]}" -o json status "$again" | json 'd["jobs"][0]["attempt"]')"
   [ "$attempt" -ge 2 ] || fail "start did not make a new attempt (attempt $attempt)"
   "${f[@]}" stop "$again" >/dev/null
   wait_state "$again" Cancelled
@@ -103,7 +103,7 @@ YAML
     "${f[@]}" submit --wait --timeout 3m "$work/restart.yaml" >"$work/restart.out" 2>&1 &
     waiter=$!
     for _ in $(seq 300); do
-      rid="$("${f[@]}" -o json list --name "smoke $run $farm outlives slurmctld" | json 'd[0]["id"] if d else ""')"
+      rid="$("${f[@]}" -o json list --name "smoke $run $farm outlives slurmctld" | json 'd["jobs"][0]["id"] if d["jobs"] else ""')"
       [ -n "$rid" ] && break
       sleep 0.2
     done

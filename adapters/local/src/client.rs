@@ -219,28 +219,50 @@ pub fn loopback(url: &str) -> Option<(String, u16)> {
     is_loopback.then(|| (bind, parsed.port_or_known_default().unwrap_or(80)))
 }
 
-/// Makes sure a queue answers at `settings.url`, starting one in the background when
-/// allowed. Returns once it answers.
-pub async fn ensure_server(settings: &LocalSettings, root: &DataRoot) -> Result<()> {
-    match probe(&settings.url).await {
-        Probe::Up => Ok(()),
-        Probe::Foreign(why) => Err(FarmError::unavailable(why)),
-        Probe::Down(why) => match loopback(&settings.url).filter(|_| settings.autostart) {
-            Some((host, port)) => start_server(settings, root, &host, port).await,
+/// Makes sure a queue answers, starting one in the background when allowed, and returns
+/// its URL. A `url` given by the user is kept (and a queue started there exactly); a
+/// `discovered` one (the data root's) is the data root's queue only when that queue says
+/// so: something else at that port (another user's queue) makes this one start on the
+/// port the queue chooses, a free one if need be.
+pub async fn ensure_server(
+    settings: &LocalSettings,
+    root: &DataRoot,
+    url: &str,
+    discovered: bool,
+) -> Result<String> {
+    let ours = || root.running_server().is_some_and(|info| info.url == url);
+    match probe(url).await {
+        Probe::Up if !discovered || ours() => Ok(url.to_owned()),
+        Probe::Foreign(why) if !discovered => Err(FarmError::unavailable(why)),
+        Probe::Down(why) if !discovered => match loopback(url).filter(|_| settings.autostart) {
+            Some((host, port)) => start_server(settings, root, url, &host, Some(port)).await,
             None => Err(FarmError::unavailable(format!(
-                "no queue answers at {} ({why}); start one with `farm queue serve`",
-                settings.url
+                "no queue answers at {url} ({why}); start one with `farm queue serve`"
             ))),
         },
+        _ if !settings.autostart => Err(FarmError::unavailable(format!(
+            "the queue of data root {} does not run (nothing of it answers at {url}); start it \
+             with `farm queue serve`",
+            root.path().display()
+        ))),
+        other => {
+            if !matches!(other, Probe::Down(_)) {
+                tracing::info!(%url, "another queue or program holds the port; starting this data root's queue on a free one");
+            }
+            start_server(settings, root, url, "127.0.0.1", None).await
+        }
     }
 }
 
+/// Starts `farm queue serve` in the background and waits until it answers: at `port`
+/// exactly, or (`None`) where the queue chooses and records in `server.json`.
 async fn start_server(
     settings: &LocalSettings,
     root: &DataRoot,
+    url: &str,
     host: &str,
-    port: u16,
-) -> Result<()> {
+    port: Option<u16>,
+) -> Result<String> {
     root.create().map_err(|e| {
         FarmError::io(
             format!("cannot create the data root {}", root.path().display()),
@@ -272,8 +294,11 @@ async fn start_server(
         .args(&argv[1..])
         .arg("--bind")
         .arg(host)
-        .arg("--port")
-        .arg(port.to_string())
+        .args(
+            port.map(|p| ["--port".to_owned(), p.to_string()])
+                .into_iter()
+                .flatten(),
+        )
         .arg("--data-root")
         .arg(root.path())
         .arg("--idle-shutdown")
@@ -296,14 +321,22 @@ async fn start_server(
     let mut child = command
         .spawn()
         .map_err(|e| FarmError::io(format!("cannot start the local queue with {}", argv[0]), e))?;
-    tracing::info!(pid = child.id(), url = %settings.url, data_root = %root.path().display(), "started the local queue in the background");
+    tracing::info!(pid = child.id(), %url, data_root = %root.path().display(), "started the local queue in the background");
     let deadline = Instant::now() + settings.start_timeout;
     let mut exited = None;
     loop {
-        if probe(&settings.url).await == Probe::Up {
+        // Where it listens: where it was told, or where it says (it, or another caller's
+        // queue that won the race for the data root).
+        let at = match port {
+            Some(_) => Some(url.to_owned()),
+            None => root.running_server().map(|info| info.url),
+        };
+        if let Some(at) = at
+            && probe(&at).await == Probe::Up
+        {
             // Reap it whenever it exits, so a long-lived caller collects no zombie.
             std::thread::spawn(move || child.wait());
-            return Ok(());
+            return Ok(at);
         }
         if exited.is_none()
             && let Ok(Some(status)) = child.try_wait()
@@ -318,7 +351,10 @@ async fn start_server(
             let _ = child.wait();
             return Err(FarmError::unavailable(format!(
                 "the local queue did not start at {}{}; its log {} says: {}",
-                settings.url,
+                match port {
+                    Some(_) => url.to_owned(),
+                    None => format!("data root {}", root.path().display()),
+                },
                 exited
                     .map(|s| format!(" (it exited: {s})"))
                     .unwrap_or_default(),

@@ -1,12 +1,18 @@
 //! Settings of the `local` adapter (the `settings:` map of a farm with `adapter: local`;
-//! `FARM_LOCAL_<NAME>` variables override them).
+//! `FARM_LOCAL_<NAME>` variables override them, as for every adapter).
+//!
+//! The queue's address is found through its data root: where the running queue says it
+//! listens (`server.json`), else the port it used last, else 7575 — and an autostarted queue
+//! that finds that port taken (another user's queue) takes a free one and records it. Set
+//! `url` (or [`QUEUE_URL_ENV`], the one variable every command reads) only for a queue
+//! elsewhere.
 //!
 //! ```yaml
 //! farms:
 //!   local:
 //!     adapter: local
 //!     settings:
-//!       url: http://127.0.0.1:7575   # where the queue listens (default)
+//!       url: http://127.0.0.1:7575   # where the queue listens (default: found in the data root)
 //!       autostart: true              # start a queue in the background when none answers
 //!       agents: 4                    # local agents of an autostarted queue (default 2)
 //!       idle_shutdown: 15m           # an autostarted queue exits after this long idle
@@ -21,15 +27,17 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use farm_queue::DEFAULT_PORT;
+/// The one variable naming the local queue's address (`farm queue serve` listens at its
+/// port; `farm queue url`, `farm agent` and the `local` farm connect to it).
+pub const QUEUE_URL_ENV: &str = "FARM_QUEUE_URL";
 
 /// Settings of the `local` adapter.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LocalSettings {
-    /// The queue's URL.
-    #[serde(default = "default_url")]
-    pub url: String,
+    /// The queue's URL (default: `$FARM_QUEUE_URL`, else found in the data root).
+    #[serde(default)]
+    pub url: Option<String>,
     /// The queue's data root (default: `$FARM_DATA_ROOT`, else the user's data directory).
     #[serde(default)]
     pub data_root: Option<PathBuf>,
@@ -73,7 +81,7 @@ pub struct LocalSettings {
 impl Default for LocalSettings {
     fn default() -> Self {
         LocalSettings {
-            url: default_url(),
+            url: None,
             data_root: None,
             token: None,
             autostart: true,
@@ -91,16 +99,12 @@ impl LocalSettings {
     /// Settings for a queue at `url` that is never autostarted.
     pub fn connect(url: impl Into<String>, token: SecretString) -> LocalSettings {
         LocalSettings {
-            url: url.into(),
+            url: Some(url.into()),
             token: Some(token),
             autostart: false,
             ..LocalSettings::default()
         }
     }
-}
-
-fn default_url() -> String {
-    format!("http://127.0.0.1:{DEFAULT_PORT}")
 }
 
 fn default_idle() -> Duration {
@@ -126,7 +130,7 @@ mod tests {
     #[test]
     fn defaults_and_durations() {
         let s: LocalSettings = serde_yaml::from_str("{}").unwrap();
-        assert_eq!(s.url, "http://127.0.0.1:7575");
+        assert_eq!(s.url, None, "found in the data root");
         assert!(s.autostart);
         assert_eq!(s.idle_shutdown, Duration::from_secs(900));
         let s: LocalSettings =

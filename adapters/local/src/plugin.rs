@@ -31,6 +31,10 @@ pub const ADAPTER: &str = "local";
 pub struct LocalQueue {
     name: String,
     settings: LocalSettings,
+    /// Where the queue listens: given (`url`, `$FARM_QUEUE_URL`) or found in the data root
+    /// (`discovered`), in which case an autostart may move it to a free port.
+    url: std::sync::Mutex<String>,
+    discovered: bool,
     root: DataRoot,
     common: CommonSettings,
     /// Renders and reports capabilities; never contacts the server.
@@ -53,7 +57,7 @@ impl std::fmt::Debug for LocalQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LocalQueue")
             .field("name", &self.name)
-            .field("url", &self.settings.url)
+            .field("url", &self.url())
             .field("data_root", &self.root.path())
             .finish_non_exhaustive()
     }
@@ -64,11 +68,18 @@ impl LocalQueue {
     /// server, so `render` works on a machine where no queue ever ran.
     pub fn new(settings: LocalSettings, mut common: CommonSettings) -> Result<LocalQueue> {
         let root = DataRoot::resolve(settings.data_root.as_deref());
+        let given = settings.url.clone().or_else(|| {
+            std::env::var(crate::config::QUEUE_URL_ENV)
+                .ok()
+                .filter(|u| !u.trim().is_empty())
+        });
+        let discovered = given.is_none();
+        let url = given.unwrap_or_else(|| root.queue_url(farm_queue::DEFAULT_PORT));
         let own_staging = common.staging.is_none();
         if own_staging {
             common.staging = Some(SharedStaging::new(root.staging()));
         }
-        let offline = HttpFarm::new(http_settings(&settings, None))?
+        let offline = HttpFarm::new(http_settings(&settings, &url, None))?
             .with_common(common.clone())
             .with_name(ADAPTER);
         let probe = reqwest::Client::builder()
@@ -79,6 +90,8 @@ impl LocalQueue {
         Ok(LocalQueue {
             name: ADAPTER.to_owned(),
             settings,
+            url: std::sync::Mutex::new(url),
+            discovered,
             root,
             common,
             offline,
@@ -93,6 +106,11 @@ impl LocalQueue {
     pub fn with_name(mut self, name: impl Into<String>) -> LocalQueue {
         self.name = name.into();
         self
+    }
+
+    /// Where the queue listens (or will, once started).
+    pub fn url(&self) -> String {
+        self.url.lock().expect("url poisoned").clone()
     }
 
     /// The data root this farm uses (logs, tokens, staging).
@@ -115,7 +133,14 @@ impl LocalQueue {
 
     async fn ensure(&self) -> Result<()> {
         let _one_at_a_time = self.starting.lock().await;
-        ensure_server(&self.settings, &self.root).await
+        let mut url = self.url();
+        if self.discovered && self.online.get().is_none() {
+            // A queue may have started (or moved) since: ask the data root again.
+            url = self.root.queue_url(farm_queue::DEFAULT_PORT);
+        }
+        let url = ensure_server(&self.settings, &self.root, &url, self.discovered).await?;
+        *self.url.lock().expect("url poisoned") = url;
+        Ok(())
     }
 
     /// The connected HTTP farm, starting the queue first if needed, once the server has
@@ -133,7 +158,7 @@ impl LocalQueue {
     /// Has the server at the URL prove it holds the token the farm sends.
     async fn authenticate(&self) -> Result<()> {
         let online = self.online().await?;
-        authenticate(&self.probe, &self.settings.url, &online.token).await
+        authenticate(&self.probe, &self.url(), &online.token).await
     }
 
     async fn online(&self) -> Result<&Online> {
@@ -147,12 +172,12 @@ impl LocalQueue {
                             "farm {}: no token for the queue at {}: set settings.token, or data_root to the queue's data root \
                              (its api.token file was not found in {})",
                             self.name,
-                            self.settings.url,
+                            self.url(),
                             self.root.path().display()
                         ))
                     })?,
                 };
-                let farm = HttpFarm::new(http_settings(&self.settings, Some(token.clone())))?
+                let farm = HttpFarm::new(http_settings(&self.settings, &self.url(), Some(token.clone())))?
                     .with_common(self.common.clone())
                     .with_name(&self.name);
                 Ok::<_, FarmError>(Online { farm, token })
@@ -163,21 +188,32 @@ impl LocalQueue {
     /// After a retryable failure: if nothing answers any more (an idle queue exited) and
     /// starting is allowed, start the queue again and say the call may be retried.
     async fn restarted(&self, err: &FarmError) -> bool {
-        if !err.is_retryable() || !self.settings.autostart || loopback(&self.settings.url).is_none()
-        {
+        let url = self.url();
+        if !err.is_retryable() || !self.settings.autostart || loopback(&url).is_none() {
             return false;
         }
-        matches!(probe(&self.settings.url).await, Probe::Down(_)) && self.ensure().await.is_ok()
+        // Started again where the connected farm looks: the port the data root recorded.
+        matches!(probe(&url).await, Probe::Down(_))
+            && self.ensure().await.is_ok()
+            && self.url() == url
     }
 
     fn explain(&self, err: FarmError) -> FarmError {
         match err {
             FarmError::PermissionDenied { message, source } if self.settings.token.is_none() => {
+                let ours = match self.root.running_server() {
+                    Some(info) if info.url != self.url() => format!(
+                        "; this data root's queue listens at {}, so the port of {} is taken by another queue, perhaps another user's",
+                        info.url,
+                        self.url()
+                    ),
+                    _ => String::new(),
+                };
                 FarmError::PermissionDenied {
                     message: format!(
-                        "{message} (the token came from {}; if the queue at {} serves another data root, set data_root or token)",
+                        "{message} (the token came from {}; if the queue at {} serves another data root, set data_root or token{ours})",
                         self.root.path().join("api.token").display(),
-                        self.settings.url
+                        self.url()
                     ),
                     source,
                 }
@@ -187,8 +223,8 @@ impl LocalQueue {
     }
 }
 
-fn http_settings(settings: &LocalSettings, token: Option<SecretString>) -> HttpSettings {
-    let mut http = HttpSettings::new(settings.url.clone()).with_timeout(settings.timeout);
+fn http_settings(settings: &LocalSettings, url: &str, token: Option<SecretString>) -> HttpSettings {
+    let mut http = HttpSettings::new(url.to_owned()).with_timeout(settings.timeout);
     http.token = token;
     http.verify_capabilities = false;
     http

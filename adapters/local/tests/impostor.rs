@@ -61,7 +61,7 @@ async fn the_token_goes_only_to_a_server_that_proves_it_holds_it() {
         let dir = tempfile::tempdir().unwrap();
         // Autostart on: the impostor answers, so nothing is started either.
         let settings = LocalSettings {
-            url: server.uri(),
+            url: Some(server.uri()),
             data_root: Some(dir.path().join("queue")),
             token: Some(SecretString::from(token.to_owned())),
             ..LocalSettings::default()

@@ -16,6 +16,8 @@ use crate::frames::{FrameSet, MAX_FRAMES};
 use crate::job::JobId;
 use crate::resources::Resources;
 
+mod text;
+
 /// Which of Katana's render types the job is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -322,7 +324,7 @@ impl JobRequest {
             bad(
                 "priority".into(),
                 format!(
-                    "{} is outside {}..={}",
+                    "{} is not between {} and {}",
                     self.priority,
                     PRIORITY_RANGE.start(),
                     PRIORITY_RANGE.end()
@@ -676,7 +678,7 @@ mod tests {
             (
                 "name: x\ncommands: [[a]]\npriority: 5000",
                 "priority",
-                "outside",
+                "not between -1000 and 1000",
             ),
             (
                 "name: x\ncommands: [[a]]\ntags: ['a b']",

@@ -25,13 +25,16 @@ Exit status:
   7   permission denied
   8   scheduler error
   9   configuration error
-  10  job finished Failed (submit --wait)
-  11  job finished Cancelled (submit --wait)
+  10  job finished Failed (submit --wait, log --follow)
+  11  job finished Cancelled (submit --wait, log --follow)
   12  conformance checks failed
+  130 interrupted (Ctrl-C) while waiting; the jobs keep running
 
 Environment:
   FARM_CONFIG        farms file (default: ~/.config/farm/farms.yaml)
   FARM               farm to use when --farm is not given
+  FARM_DATA_ROOT     the local queue's data root (its address is found there)
+  FARM_QUEUE_URL     the local queue's address, when it is not the data root's
   RUST_LOG           tracing filter, e.g. RUST_LOG=farm=debug";
 
 /// Render, submit, watch and control render jobs on any configured farm.
@@ -55,7 +58,7 @@ struct Global {
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Farm to use (a name from the farms file, `local` or `simulator`).
-    #[arg(long, short = 'f', global = true, env = "FARM", value_name = "NAME")]
+    #[arg(long, global = true, env = "FARM", value_name = "NAME")]
     pub farm: Option<String>,
     /// Output format: text for people, json for programs (one JSON document on stdout).
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Text)]
@@ -118,7 +121,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return output::usage_error(err, output::asks_for_json(std::env::args_os())),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -236,7 +236,8 @@ fn submit_wait_reports_the_final_state_and_exit_status() {
         ],
     );
     assert_eq!(out.status.code(), Some(10), "{}", stderr(&out));
-    let jobs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let jobs = &doc["jobs"];
     assert_eq!(jobs[0]["state"], "Failed");
     assert!(jobs[0]["reason"].as_str().unwrap().contains("exit code 3"));
 }
@@ -479,4 +480,90 @@ for line in sys.stdin:
         !out_dir.exists(),
         "nothing is written when a name is refused"
     );
+}
+
+#[test]
+fn validate_reports_every_problem_of_a_file_in_one_run_in_plain_words() {
+    // Seven problems, four of them values of the wrong type (serde alone stops at the first).
+    let file = yaml_file(
+        "name: [a, b]\ncommands: [[echo, 1], [ok]]\nchunk_size: many\nresources: {cpus: lots, gpus: 0}\n\
+         priority: 5000\ncolour: red\ntags: [ok, [nested]]\n",
+    );
+    let out = farm(&["validate", file.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(4));
+    let text = stdout(&out);
+    assert!(text.contains(": 8 problems\n"), "{text}");
+    for line in [
+        "  name: invalid type: sequence, expected a string",
+        "  commands[0][1]: invalid type: integer `1`, expected a string",
+        "  chunk_size: invalid type: string \"many\", expected u32",
+        "  resources.cpus: invalid type: string \"lots\", expected u32",
+        "  resources.gpus: must be at least 1 (leave it out for none)",
+        "  priority: 5000 is not between -1000 and 1000",
+        "  colour: unknown field `colour`",
+        "  tags[1]: invalid type: sequence, expected a string",
+    ] {
+        assert!(text.contains(line), "{line:?} missing from {text}");
+    }
+    let one = yaml_file("name: a\ncommands: [[a]]\npriority: -1001\n");
+    let text = stdout(&farm(&["validate", one.path().to_str().unwrap()]));
+    assert!(text.contains(": 1 problem\n"), "{text}");
+    assert!(!text.contains("(s)") && !text.contains("..="), "{text}");
+}
+
+#[test]
+fn a_missing_file_is_the_same_error_in_validate_and_submit() {
+    let config = empty_config();
+    let validate = farm_with_config(config.path(), &["validate", "no-such-request.yaml"]);
+    let submit = farm_with_config(
+        config.path(),
+        &["--farm", "simulator", "submit", "no-such-request.yaml"],
+    );
+    assert_eq!(validate.status.code(), Some(1));
+    assert_eq!(validate.status.code(), submit.status.code());
+    assert_eq!(stderr(&validate), stderr(&submit));
+    assert!(
+        stderr(&validate).starts_with("farm: error: cannot read job request no-such-request.yaml"),
+        "{}",
+        stderr(&validate)
+    );
+}
+
+#[test]
+fn usage_errors_are_json_when_json_is_asked_for() {
+    for args in [
+        &["-o", "json", "status"][..],
+        &["--output=json", "lst"],
+        &["list", "--limit", "many", "--output", "json"],
+    ] {
+        let out = farm(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", stdout(&out)));
+        assert_eq!(doc["error"]["kind"], "usage", "{doc}");
+        assert!(!doc["error"]["message"].as_str().unwrap().is_empty());
+    }
+    let out = farm(&["status"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("Usage: farm status"),
+        "text stays text"
+    );
+    assert!(farm(&["-o", "json", "--help"]).status.success());
+}
+
+#[test]
+fn submit_wait_prints_the_same_json_shape_as_submit() {
+    let config = empty_config();
+    for wait in [false, true] {
+        let mut args = vec!["-o", "json", "--farm", "simulator", "submit"];
+        if wait {
+            args.push("--wait");
+        }
+        args.push("fixtures/requests/minimal.yaml");
+        let out = farm_with_config(config.path(), &args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["jobs"][0]["id"], "1", "--wait {wait}: {doc}");
+    }
 }

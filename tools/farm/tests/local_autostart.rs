@@ -49,7 +49,7 @@ async fn the_demo_job_runs_on_a_queue_started_on_demand() {
     let out = dir.path().join("frames");
     let url = format!("http://127.0.0.1:{}", free_port());
     let settings = LocalSettings {
-        url: url.clone(),
+        url: Some(url.clone()),
         data_root: Some(root.clone()),
         idle_shutdown: Duration::from_secs(2),
         server_command: Some(vec![
@@ -130,7 +130,7 @@ async fn the_demo_job_runs_on_a_queue_started_on_demand() {
 async fn rendering_needs_no_queue_and_calls_without_one_say_how_to_start_it() {
     let dir = tempfile::tempdir().unwrap();
     let settings = LocalSettings {
-        url: format!("http://127.0.0.1:{}", free_port()),
+        url: Some(format!("http://127.0.0.1:{}", free_port())),
         data_root: Some(dir.path().join("root")),
         autostart: false,
         ..LocalSettings::default()

@@ -98,7 +98,7 @@ async fn caller_with_secrets() {
     let root = dir.path().join("queue");
     let url = format!("http://127.0.0.1:{}", free_port());
     let settings = LocalSettings {
-        url: url.clone(),
+        url: Some(url.clone()),
         data_root: Some(root.clone()),
         agents: Some(1),
         idle_shutdown: Duration::from_secs(60),

@@ -232,12 +232,12 @@ class FarmBridgePlugin(FarmAPI.BaseFarmPlugin):
         if not request["commands"]:
             raise FarmAPI.FarmPluginException("the job request has no commands")
         doc = self._farm(["submit", "-"], stdin=json.dumps(request))
-        return str(doc["ids"][0])
+        return str(doc["jobs"][0]["id"])
 
     # -- Information retrieval -----------------------------------------------------------
 
     def getJobState(self, jobId):
-        return self._farm(["status", self._id(jobId)])["state"]
+        return self._farm(["status", self._id(jobId)])["jobs"][0]["state"]
 
     def getJobs(self, filters=None):
         """Jobs of this Katana session; `filters` may name states (e.g. ["Running"])."""
@@ -245,7 +245,7 @@ class FarmBridgePlugin(FarmAPI.BaseFarmPlugin):
         for f in filters or []:
             if f in FarmAPI.Job.State.kAllStates:
                 args += ["--state", f]
-        return [self._to_job(r) for r in self._farm(args)]
+        return [self._to_job(r) for r in self._farm(args)["jobs"]]
 
     def getRenderLogFilename(self, jobId):
         return self._farm(["log", "--path", self._id(jobId)]).get("render_log_filename")
@@ -254,7 +254,7 @@ class FarmBridgePlugin(FarmAPI.BaseFarmPlugin):
 
     def startJob(self, jobId):
         old = self._id(jobId)
-        started = self._farm(["start", old])["started"][0]
+        started = self._farm(["start", old])["results"][0]
         if str(started["now"]) != old:
             self._aliases[old] = str(started["now"])
 

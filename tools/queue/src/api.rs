@@ -387,12 +387,13 @@ pub async fn get_job(
 /// `POST /v1/jobs/{id}:stop` and `POST /v1/jobs/{id}:start` (one path segment).
 pub async fn job_action(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     Path(segment): Path<String>,
 ) -> Result<Response, Problem> {
     note_activity(&state);
     let record = if let Some(id) = segment.strip_suffix(":stop") {
-        let id = id.to_owned();
-        db(&state, move |s| s.stop(&id)).await?
+        let (id, by) = (id.to_owned(), stopper(&headers));
+        db(&state, move |s| s.stop_by(&id, &by)).await?
     } else if let Some(id) = segment.strip_suffix(":start") {
         let id = id.to_owned();
         db(&state, move |s| s.start(&id)).await?
@@ -405,6 +406,30 @@ pub async fn job_action(
         ));
     };
     Ok(Json(record).into_response())
+}
+
+/// Who asks to stop a job, for its log: only holders of the token can, and the token is
+/// the queue owner's, so the owner, with the client their request came from.
+fn stopper(headers: &axum::http::HeaderMap) -> String {
+    let user = ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+        .unwrap_or_else(|| "the queue's owner".to_owned());
+    let agent = headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let client = if agent.contains("Mozilla") {
+        "the web page".to_owned()
+    } else if agent.starts_with("farm") {
+        format!("the farm command line or a program ({agent})")
+    } else if agent.is_empty() {
+        "an HTTP client".to_owned()
+    } else {
+        let agent: String = agent.chars().filter(|c| !c.is_control()).take(60).collect();
+        format!("an HTTP client ({agent})")
+    };
+    format!("{user} from {client}")
 }
 
 /// `GET /v1/jobs/{id}/log`.

@@ -7,6 +7,8 @@
 //!   agent.token               bearer token agents present (mode 0600)
 //!   server.json               url and pid of the running server
 //!   server.lock               held by the running server
+//!   port                      the port the queue last listened on; the next start tries it
+//!                             first, so its address stays the same
 //!   logs/jobs/<id>.log        render logs
 //!   logs/agents/<name>.log    local agents' own logs
 //!   logs/server.log           the server's log when started in the background
@@ -22,6 +24,15 @@ use secrecy::SecretString;
 
 /// Environment variable naming the data root.
 pub const DATA_ROOT_ENV: &str = "FARM_DATA_ROOT";
+
+/// What a running server writes to `server.json`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct ServerInfo {
+    /// Its base URL.
+    pub url: String,
+    /// Its process id.
+    pub pid: u32,
+}
 
 /// Which token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +107,46 @@ impl DataRoot {
     /// The lock the running server holds.
     pub fn lock_file(&self) -> PathBuf {
         self.root.join("server.lock")
+    }
+
+    /// The queue serving this data root now, as its `server.json` says: `None` when no
+    /// server holds the lock (a server killed with -9 leaves a stale file behind).
+    pub fn running_server(&self) -> Option<ServerInfo> {
+        let text = std::fs::read_to_string(self.server_info()).ok()?;
+        let info: ServerInfo = serde_json::from_str(&text).ok()?;
+        let lock = std::fs::File::open(self.lock_file()).ok()?;
+        match lock.try_lock() {
+            // We got it, so no server holds it.
+            Ok(()) => None,
+            Err(_) => Some(info),
+        }
+    }
+
+    /// The port the queue of this data root last listened on.
+    pub fn recorded_port(&self) -> Option<u16> {
+        std::fs::read_to_string(self.root.join("port"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+            .filter(|p| *p != 0)
+    }
+
+    /// Records the port the queue listens on, for the next start.
+    pub fn record_port(&self, port: u16) -> std::io::Result<()> {
+        std::fs::write(self.root.join("port"), format!("{port}\n"))
+    }
+
+    /// Where the queue of this data root listens: the running server's URL, else the
+    /// loopback address at the port it last used, else at `default_port`.
+    pub fn queue_url(&self, default_port: u16) -> String {
+        match self.running_server() {
+            Some(info) => info.url,
+            None => format!(
+                "http://127.0.0.1:{}",
+                self.recorded_port().unwrap_or(default_port)
+            ),
+        }
     }
 
     fn token_file(&self, kind: TokenKind) -> PathBuf {

@@ -36,6 +36,9 @@ pub struct ServerConfig {
     pub bind: IpAddr,
     /// Port; 0 picks a free one.
     pub port: u16,
+    /// When `port` is taken (another user's queue, say), listen on a free port instead of
+    /// failing; the port is recorded in the data root either way, and tried first next time.
+    pub free_port_if_taken: bool,
     /// Where state and logs live.
     pub data_root: DataRoot,
     /// Local agents to keep running.
@@ -66,6 +69,7 @@ impl ServerConfig {
         ServerConfig {
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             port: DEFAULT_PORT,
+            free_port_if_taken: false,
             data_root,
             agents: 2,
             launcher: AgentLauncher::current_exe(),
@@ -184,12 +188,27 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, FarmError> {
             "cannot open {}",
             root.lock_file().display()
         )))?;
-    if let Err(e) = lock.try_lock() {
-        let owner = std::fs::read_to_string(root.server_info()).unwrap_or_default();
+    // A queue that is stopping (an idle one, say) removes server.json just before it lets
+    // go of the lock: give it a moment rather than refusing the start that replaces it.
+    let mut tries = 0;
+    while lock.try_lock().is_err() && !root.server_info().exists() && tries < 30 {
+        tries += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if lock.try_lock().is_err() {
+        let owner = std::fs::read_to_string(root.server_info())
+            .ok()
+            .and_then(|t| serde_json::from_str::<crate::data_root::ServerInfo>(&t).ok())
+            .map(|i| {
+                format!(
+                    "the queue of process {} already serves it and listens at {}",
+                    i.pid, i.url
+                )
+            })
+            .unwrap_or_else(|| "another queue already serves it (it is still starting)".to_owned());
         return Err(FarmError::unavailable(format!(
-            "another queue server already uses {} ({e}): {}",
-            root.path().display(),
-            owner.trim()
+            "data root {}: {owner}; use that queue, or stop it first",
+            root.path().display()
         )));
     }
     let api_token = match config.api_token.clone() {
@@ -226,12 +245,27 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, FarmError> {
         .map_err(|e| FarmError::scheduler(format!("cannot open the queue database: {e}")))??
     };
     let store = Arc::new(store);
-    let listener = tokio::net::TcpListener::bind(SocketAddr::new(config.bind, config.port))
+    let listener = match tokio::net::TcpListener::bind(SocketAddr::new(config.bind, config.port))
         .await
-        .map_err(|e| FarmError::Unavailable {
-            message: format!("cannot listen on {}:{}: {e}", config.bind, config.port),
-            source: Some(Box::new(e)),
-        })?;
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && config.free_port_if_taken => {
+            tracing::warn!(port = config.port, "the port is taken (another queue, perhaps another user's, or another program): listening on a free port instead");
+            tokio::net::TcpListener::bind(SocketAddr::new(config.bind, 0)).await
+        }
+        other => other,
+    }
+    .map_err(|e| FarmError::Unavailable {
+        message: if e.kind() == std::io::ErrorKind::AddrInUse {
+            format!(
+                "port {} on {} is taken by another program, perhaps another user's queue; \
+                 choose another with --port (0: any free port)",
+                config.port, config.bind
+            )
+        } else {
+            format!("cannot listen on {}:{}: {e}", config.bind, config.port)
+        },
+        source: Some(Box::new(e)),
+    })?;
     let addr = listener
         .local_addr()
         .map_err(config_error("cannot read the listening address".into()))?;
@@ -244,6 +278,9 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, FarmError> {
     let url = format!("http://{host}:{}", addr.port());
     let info =
         serde_json::json!({ "url": url, "pid": std::process::id(), "bind": addr.to_string() });
+    if let Err(e) = root.record_port(addr.port()) {
+        tracing::warn!(error = %e, "cannot record the port in the data root");
+    }
     let info_tmp = root.path().join(".server.json.tmp");
     std::fs::write(&info_tmp, info.to_string())
         .and_then(|()| std::fs::rename(&info_tmp, root.server_info()))

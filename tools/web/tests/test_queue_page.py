@@ -118,7 +118,7 @@ def row_state(browser, job_id):
 
 
 def submit(queue, request):
-    return queue["farm"]("submit", "-", stdin=json.dumps(request))["ids"][0]
+    return queue["farm"]("submit", "-", stdin=json.dumps(request))["jobs"][0]["id"]
 
 
 def logged_out(browser, url):
@@ -221,7 +221,7 @@ def test_stop_and_restart_a_running_job_from_the_page(queue, browser):
     wait_until("attempt 2 in the details", lambda: "attempt 2" in browser.find_element(By.ID, "meta").text)
     browser.find_element(By.ID, "stop").click()
     wait_until("Cancelled again", lambda: row_state(browser, job_id) == "Cancelled")
-    assert queue["farm"]("status", job_id)["attempt"] == 2
+    assert queue["farm"]("status", job_id)["jobs"][0]["attempt"] == 2
 
 
 def test_the_agents_are_listed_with_what_they_run(queue, browser):
@@ -239,4 +239,4 @@ def test_the_agents_are_listed_with_what_they_run(queue, browser):
     os.makedirs(ARTIFACTS, exist_ok=True)
     browser.save_screenshot(os.path.join(ARTIFACTS, "queue-page.png"))
     go.write_text("go")
-    wait_until("Completed", lambda: queue["farm"]("status", job_id)["state"] == "Completed")
+    wait_until("Completed", lambda: queue["farm"]("status", job_id)["jobs"][0]["state"] == "Completed")

@@ -23,14 +23,10 @@ fn secret(text: &str) -> std::result::Result<SecretString, String> {
 /// `farm agent`: run one agent that joins a queue.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The queue's URL, as this machine reaches it.
-    #[arg(
-        long,
-        env = "FARM_QUEUE_URL",
-        default_value = "http://127.0.0.1:7575",
-        value_name = "URL"
-    )]
-    server: String,
+    /// The queue's URL, as this machine reaches it (default: where the queue of --data-root
+    /// listens, on this machine).
+    #[arg(long, env = super::queue::QUEUE_URL_ENV, value_name = "URL")]
+    server: Option<String>,
     /// The queue's agent token (its data root's agent.token). Prefer --token-file or the
     /// variable: a command line is visible to other users.
     #[arg(long, env = "FARM_AGENT_TOKEN", hide_env_values = true, value_parser = secret, value_name = "TOKEN")]
@@ -85,7 +81,9 @@ pub async fn run(args: &Args) -> Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join(format!("farm-agent-{name}")));
     let config = AgentConfig {
-        server: args.server.clone(),
+        server: args.server.clone().unwrap_or_else(|| {
+            DataRoot::resolve(args.data_root.as_deref()).queue_url(farm_queue::DEFAULT_PORT)
+        }),
         token,
         name,
         work_dir,

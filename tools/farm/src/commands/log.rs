@@ -1,22 +1,24 @@
-//! `farm log`: a job's render log; --follow keeps printing until the job ends.
+//! `farm log`: a job's render log; --follow keeps printing until the job ends, as `tail -f`
+//! does, and then exits as `submit --wait` does (10 Failed, 11 Cancelled).
 
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use farm_core::{FarmError, JobId, Result};
+use farm_core::{FarmError, JobId, JobState, Result};
 use serde_json::json;
 
 use super::Context;
-use crate::output::{Output, print_json};
+use crate::output::{Output, exit, print_json};
 
 /// `farm log` arguments.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Job id.
     pub id: String,
-    /// Keep printing new output until the job ends.
-    #[arg(long, short = 'F')]
+    /// Keep printing new output until the job ends (as `tail -f`); then exit 10 if it
+    /// Failed, 11 if it was Cancelled.
+    #[arg(long, short = 'f', short_alias = 'F')]
     pub follow: bool,
     /// Start at this byte offset.
     #[arg(long, default_value_t = 0)]
@@ -69,12 +71,21 @@ pub async fn run(args: &Args, ctx: &Context<'_>) -> Result<ExitCode> {
         }
         offset = chunk.next_offset;
         if !args.follow || chunk.complete {
+            // Following ends with the job: say how it ended, as `submit --wait` does.
+            let state = match args.follow {
+                true => Some(farm.job(&id).await?.state),
+                false => None,
+            };
             if output == Output::Json {
                 print_json(
-                    &json!({ "id": id, "data": all, "next_offset": offset, "complete": chunk.complete }),
+                    &json!({ "id": id, "data": all, "next_offset": offset, "complete": chunk.complete, "state": state }),
                 );
             }
-            return Ok(ExitCode::SUCCESS);
+            return Ok(ExitCode::from(match state {
+                Some(JobState::Failed) => exit::JOB_FAILED,
+                Some(JobState::Cancelled) => exit::JOB_CANCELLED,
+                _ => 0,
+            }));
         }
         tokio::time::sleep(idle).await;
         idle = (idle * 3 / 2).min(Duration::from_secs(2));

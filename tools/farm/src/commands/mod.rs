@@ -92,6 +92,17 @@ pub struct ContextArgs {
 /// Reads a request file, or stdin for `-`, without validating it. A file named `*.json` or
 /// stdin starting with `{` is JSON; anything else is YAML.
 pub fn read_request(path: &Path) -> Result<JobRequest> {
+    let (text, json) = read_request_text(path)?;
+    if json {
+        JobRequest::from_json_str(&text)
+    } else {
+        JobRequest::from_yaml_str(&text)
+    }
+}
+
+/// The text of a request file, or stdin for `-`, and whether it is JSON (a file named
+/// `*.json`, or stdin starting with `{`).
+pub fn read_request_text(path: &Path) -> Result<(String, bool)> {
     let stdin = path == Path::new("-");
     let text = if stdin {
         let mut text = String::new();
@@ -103,13 +114,12 @@ pub fn read_request(path: &Path) -> Result<JobRequest> {
         std::fs::read_to_string(path)
             .map_err(|e| FarmError::io(format!("cannot read job request {}", path.display()), e))?
     };
-    if stdin {
-        JobRequest::from_text(&text)
-    } else if path.extension().is_some_and(|e| e == "json") {
-        JobRequest::from_json_str(&text)
+    let json = if stdin {
+        text.trim_start().starts_with('{')
     } else {
-        JobRequest::from_yaml_str(&text)
-    }
+        path.extension().is_some_and(|e| e == "json")
+    };
+    Ok((text, json))
 }
 
 /// Reads and validates a request: a file as [`JobRequest::from_path`] does (which names the

@@ -45,9 +45,11 @@ struct ServeArgs {
     /// clients) connect; every call needs a token either way.
     #[arg(long, default_value = "127.0.0.1", value_name = "ADDRESS")]
     bind: IpAddr,
-    /// Port to listen on (0: any free port).
-    #[arg(long, default_value_t = DEFAULT_PORT, env = "FARM_QUEUE_PORT")]
-    port: u16,
+    /// Port to listen on (0: any free port). Default: the port of $FARM_QUEUE_URL; else the
+    /// one this data root's queue used last, else 7575, and when that is taken (another
+    /// user's queue) a free one; the data root records it for clients and the next start.
+    #[arg(long)]
+    port: Option<u16>,
     /// Where jobs, logs and tokens live (default: USER_DATA_DIR/farm/queue).
     #[arg(long, env = "FARM_DATA_ROOT", value_name = "DIR")]
     data_root: Option<PathBuf>,
@@ -101,7 +103,13 @@ impl ServeArgs {
     fn config(&self) -> ServerConfig {
         let mut config = ServerConfig::new(DataRoot::resolve(self.data_root.as_deref()));
         config.bind = self.bind;
-        config.port = self.port;
+        let from_url = queue_url_env().and_then(|u| reqwest_port(&u));
+        let recorded = config.data_root.recorded_port();
+        (config.port, config.free_port_if_taken) = match (self.port, from_url, recorded) {
+            (Some(port), _, _) | (None, Some(port), _) => (port, false),
+            (None, None, Some(port)) => (port, true),
+            (None, None, None) => (DEFAULT_PORT, true),
+        };
         config.agents = self.agents;
         if let Some(program) = &self.agent_program {
             config.launcher.program = program.clone();
@@ -140,14 +148,9 @@ async fn serve(args: &ServeArgs) -> Result<()> {
 /// `farm queue url`: the address of the queue's web page, with a one-time login code.
 #[derive(Debug, clap::Args)]
 struct UrlArgs {
-    /// The queue's URL.
-    #[arg(
-        long,
-        env = "FARM_QUEUE_URL",
-        default_value = "http://127.0.0.1:7575",
-        value_name = "URL"
-    )]
-    url: String,
+    /// The queue's URL (default: where the data root says its queue listens).
+    #[arg(long, env = QUEUE_URL_ENV, value_name = "URL")]
+    url: Option<String>,
     /// The queue's data root, where its api.token is (default: as `queue serve`).
     #[arg(long, env = "FARM_DATA_ROOT", value_name = "DIR")]
     data_root: Option<PathBuf>,
@@ -156,9 +159,28 @@ struct UrlArgs {
 /// Prints the web page's address with a one-time login code.
 async fn url(args: &UrlArgs) -> Result<()> {
     let root = DataRoot::resolve(args.data_root.as_deref());
-    println!(
-        "{}",
-        farm_local::client::web_login_url(&args.url, &root).await?
-    );
+    let url = match &args.url {
+        Some(url) => url.clone(),
+        None => root.queue_url(DEFAULT_PORT),
+    };
+    println!("{}", farm_local::client::web_login_url(&url, &root).await?);
     Ok(())
+}
+
+/// The one variable naming the local queue's address, for every command (`queue serve`,
+/// `queue url`, `agent`, the `local` farm).
+pub const QUEUE_URL_ENV: &str = farm_local::config::QUEUE_URL_ENV;
+
+/// `$FARM_QUEUE_URL`, when set.
+fn queue_url_env() -> Option<String> {
+    std::env::var(QUEUE_URL_ENV)
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+}
+
+/// The port of a URL (`http://127.0.0.1:7600` -> 7600).
+fn reqwest_port(url: &str) -> Option<u16> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let host_port = rest.split('/').next()?;
+    host_port.rsplit_once(':')?.1.parse().ok()
 }

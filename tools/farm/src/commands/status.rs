@@ -1,28 +1,28 @@
-//! `farm status`: the state and details of jobs.
+//! `farm status`: the state and details of jobs; unknown ids are reported after the jobs
+//! that exist.
 
 use std::process::ExitCode;
 
 use farm_core::{JobId, Result};
 
 use super::{Context, IdsArgs};
-use crate::output::{self, Output, print_json};
+use crate::output::{self, Output};
 
 /// Shows the state and details of jobs.
 pub async fn run(args: &IdsArgs, ctx: &Context<'_>) -> Result<ExitCode> {
     let farm = ctx.farm()?;
     let output = ctx.output();
-    let mut jobs = Vec::new();
+    let mut report = output::Report::new("jobs");
     for id in &args.ids {
-        jobs.push(farm.job(&JobId::new(id.clone())).await?);
-    }
-    match output {
-        Output::Json if jobs.len() == 1 => print_json(&jobs[0]),
-        Output::Json => print_json(&jobs),
-        Output::Text => {
-            for job in &jobs {
-                print!("{}", output::job_details(job));
+        match farm.job(&JobId::new(id.clone())).await {
+            Ok(job) => {
+                if output == Output::Text {
+                    print!("{}", output::job_details(&job));
+                }
+                report.item(&job);
             }
+            Err(err) => report.not_found(output, err)?,
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(report.finish(output))
 }

@@ -1,4 +1,5 @@
-//! `farm submit`: submit requests, print the job ids, optionally wait for the jobs.
+//! `farm submit`: submit requests, say what was submitted (or only the ids, with --quiet),
+//! optionally wait for the jobs.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -10,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use super::{Context, duration, load_request};
-use crate::output::{self, Output, exit, print_json};
+use crate::output::{self, Output, exit, plural, print_json};
 
 /// `farm submit` arguments.
 #[derive(Debug, clap::Args)]
@@ -24,11 +25,14 @@ pub struct Args {
     /// Give up waiting after this long (e.g. 30m, 2h).
     #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = duration)]
     pub timeout: std::time::Duration,
+    /// Print only the job ids, one a line (for scripts).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
 }
 
 /// Submits the requests in order, then waits for them if asked.
 pub async fn run(args: &Args, ctx: &Context<'_>) -> Result<ExitCode> {
-    let farm = ctx.farm()?;
+    let (farm_name, farm) = ctx.named_farm()?;
     let output = ctx.output();
     let requests: Vec<JobRequest> = args
         .requests
@@ -62,26 +66,48 @@ pub async fn run(args: &Args, ctx: &Context<'_>) -> Result<ExitCode> {
             Err(err) => return Err(err),
         };
         if output == Output::Text {
-            if args.wait {
-                eprintln!("submitted {} as job {id}", request.name);
-            } else {
-                println!("{id}");
+            let what = describe(request, &id, &farm_name);
+            match (args.quiet, args.wait) {
+                (true, _) => println!("{id}"),
+                (false, true) => eprintln!("{what}"),
+                (false, false) => println!("{what}"),
             }
         }
         ids.push(id);
     }
     if !args.wait {
         if output == Output::Json {
-            print_json(&json!({ "ids": ids }));
+            let mut jobs = Vec::new();
+            for id in &ids {
+                jobs.push(farm.job(id).await?);
+            }
+            print_json(&json!({ "jobs": jobs }));
+        } else if !args.quiet {
+            println!("{}", hints(&ids, &farm_name, "watch"));
         }
         return Ok(ExitCode::SUCCESS);
     }
     let mut finished = Vec::new();
     for (request, id) in requests.iter().zip(&ids) {
-        finished.push(wait_with_progress(farm.as_ref(), id, request, args.timeout, output).await?);
+        let wait = wait_with_progress(farm.as_ref(), id, request, args.timeout, output);
+        tokio::select! {
+            job = wait => finished.push(job?),
+            // Waiting ends here, the jobs do not: say so, and how to stop them.
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("\nfarm: stopped waiting; the jobs keep running on farm {farm_name}.\n{}", hints(&ids, &farm_name, "follow"));
+                if output == Output::Json {
+                    let err = farm_core::FarmError::unavailable("interrupted while waiting; the jobs keep running");
+                    let mut doc = output::error_json(&err);
+                    doc["error"]["kind"] = json!("interrupted");
+                    doc["submitted"] = json!(ids);
+                    println!("{doc}");
+                }
+                return Ok(ExitCode::from(exit::INTERRUPTED));
+            }
+        }
     }
     if output == Output::Json {
-        print_json(&finished);
+        print_json(&json!({ "jobs": finished }));
     } else {
         for job in &finished {
             let log = job
@@ -105,6 +131,43 @@ pub async fn run(args: &Args, ctx: &Context<'_>) -> Result<ExitCode> {
         0
     };
     Ok(ExitCode::from(code))
+}
+
+/// `submitted job 7 (render-demo, 8 frames) to farm local`.
+fn describe(request: &JobRequest, id: &JobId, farm: &str) -> String {
+    let frames = match request.frames {
+        Some(_) => plural(request.frame_count(), "frame"),
+        None => "no frames".to_owned(),
+    };
+    format!(
+        "submitted job {id} ({}, {frames}) to farm {farm}",
+        request.name
+    )
+}
+
+/// The commands that follow and stop the jobs.
+fn hints(ids: &[JobId], farm: &str, verb: &str) -> String {
+    let all = ids
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let first = ids.first().map(ToString::to_string).unwrap_or_default();
+    format!(
+        "  {verb} it: farm log -f {first} --farm {farm}   (or: farm status {all} --farm {farm})\n  stop it:  farm stop {all} --farm {farm}"
+    )
+}
+
+/// `, about 1m 5s left` from the frames done since the job started running.
+fn eta(running_since: Option<Instant>, done: u64, total: u64) -> String {
+    match running_since {
+        Some(since) if done > 0 && done < total => {
+            let left = since.elapsed().mul_f64((total - done) as f64 / done as f64);
+            let left = Duration::from_secs(left.as_secs().max(1));
+            format!(", about {} left", humantime::format_duration(left))
+        }
+        _ => String::new(),
+    }
 }
 
 /// Waits for a job with a progress bar (frames done / total) on a terminal, or a line per
@@ -135,31 +198,42 @@ async fn wait_with_progress(
         None
     };
     let mut last_state: Option<JobState> = None;
+    let mut last_done: Option<u64> = None;
+    let mut running_since: Option<Instant> = None;
     let options = WaitOptions {
         timeout,
         interval: Duration::from_millis(200),
         max_interval: Duration::from_secs(3),
     };
     let mut on_update = |job: &Job| {
+        if job.state == JobState::Running && running_since.is_none() {
+            running_since = Some(Instant::now());
+        }
+        let done = job.progress.map(|p| p.frames_done);
+        let left = job
+            .progress
+            .map(|p| eta(running_since, p.frames_done, p.frames_total))
+            .unwrap_or_default();
         if let Some(bar) = &bar {
             if let Some(p) = job.progress {
                 bar.set_length(p.frames_total.max(1));
                 bar.set_position(p.frames_done);
             }
-            bar.set_message(job.state.to_string());
-        } else if output == Output::Text && last_state != Some(job.state) {
+            bar.set_message(format!("{}{left}", job.state));
+        } else if output == Output::Text && (last_state != Some(job.state) || last_done != done) {
             let frames = job
                 .progress
                 .map(|p| format!(" ({}/{} frames)", p.frames_done, p.frames_total))
                 .unwrap_or_default();
             eprintln!(
-                "job {} {}{frames} after {:.1}s",
+                "job {} {}{frames} after {:.1}s{left}",
                 job.id,
                 job.state,
                 started.elapsed().as_secs_f64()
             );
         }
         last_state = Some(job.state);
+        last_done = done;
     };
     let result = farm.wait_until_finished(id, &options, &mut on_update).await;
     if let Some(bar) = bar {

@@ -3,11 +3,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use farm_core::{FarmError, Result};
+use farm_core::{JobRequest, Result};
 use serde_json::json;
 
-use super::{Context, read_request};
-use crate::output::{Output, exit, print_json};
+use super::{Context, read_request_text};
+use crate::output::{Output, exit, plural, print_json};
 
 /// `farm validate` arguments.
 #[derive(Debug, clap::Args)]
@@ -23,11 +23,9 @@ pub async fn run(args: &Args, ctx: &Context<'_>) -> Result<ExitCode> {
     let mut reports = Vec::new();
     let mut any_bad = false;
     for path in &args.requests {
-        let problems: Vec<(String, String)> = match read_request(path) {
-            Ok(request) => request.problems(),
-            Err(FarmError::InvalidRequest { field, problem }) => vec![(field, problem)],
-            Err(other) => return Err(other),
-        };
+        // Every problem of the file in one run, type errors included.
+        let (text, json) = read_request_text(path)?;
+        let problems = JobRequest::problems_in_text(&text, json);
         any_bad |= !problems.is_empty();
         reports.push((path.clone(), problems));
     }
@@ -49,7 +47,7 @@ pub async fn run(args: &Args, ctx: &Context<'_>) -> Result<ExitCode> {
                 if problems.is_empty() {
                     println!("{}: valid", path.display());
                 } else {
-                    println!("{}: {} problem(s)", path.display(), problems.len());
+                    println!("{}: {}", path.display(), plural(problems.len(), "problem"));
                     for (field, problem) in problems {
                         println!("  {field}: {problem}");
                     }

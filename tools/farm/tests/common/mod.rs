@@ -269,3 +269,42 @@ pub fn environ_of(pid: i32) -> Vec<String> {
 pub fn agent_processes(root: &Path) -> Vec<i32> {
     processes_mentioning(&root.join("agents").display().to_string())
 }
+
+/// A `farm ARGS` command for the `local` farm whose queue is found through data root `root`
+/// alone, as a user's would be: no farms file, no address in the environment.
+pub fn farm_command(root: &Path, args: &[&str]) -> Command {
+    let config = root.with_extension("farms.yaml");
+    if !config.exists() {
+        std::fs::write(&config, "farms: {}\n").unwrap();
+    }
+    let mut command = Command::new(BIN);
+    command
+        .args(args)
+        .env("FARM_CONFIG", &config)
+        .env("FARM_DATA_ROOT", root)
+        .env_remove("FARM")
+        .env_remove("FARM_QUEUE_URL")
+        .env_remove("FARM_LOCAL_URL")
+        .stdin(Stdio::null());
+    command
+}
+
+/// Runs `farm ARGS` as [`farm_command`] builds it.
+pub fn farm_on(root: &Path, args: &[&str]) -> std::process::Output {
+    farm_command(root, args).output().expect("run farm")
+}
+
+/// Stdout and stderr of a finished command, for assertion messages.
+pub fn texts(out: &std::process::Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Writes a request file `name.yaml` in `dir` and returns its path as a string.
+pub fn request_file(dir: &Path, name: &str, yaml: &str) -> String {
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, yaml).unwrap();
+    path.display().to_string()
+}

@@ -217,6 +217,9 @@ impl Store {
                     params![job, now, attempt, state.as_str(), native, reason],
                 )?;
             }
+            if state == JobState::Cancelled && stop && !was_terminal {
+                self.log_stopped(tx, job, now)?;
+            }
             if state.is_terminal() && !was_terminal {
                 let mut stmt =
                     tx.prepare_cached("SELECT job_id FROM deps WHERE depends_on = ?1")?;
@@ -245,6 +248,26 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// Ends a stopped job's log with who stopped it and when.
+    fn log_stopped(&self, tx: &Transaction<'_>, job: i64, now: i64) -> Result<()> {
+        let by = self
+            .stoppers
+            .lock()
+            .expect("stoppers poisoned")
+            .remove(&job)
+            .unwrap_or_else(|| "a client of the queue".to_owned());
+        let at = std::time::UNIX_EPOCH + Duration::from_millis(now.max(0) as u64);
+        let log_path: String =
+            tx.query_row("SELECT log_path FROM jobs WHERE id = ?1", [job], |r| {
+                r.get(0)
+            })?;
+        let line = format!(
+            "farm: job stopped by {by} at {}\n",
+            humantime::format_rfc3339_seconds(at)
+        );
+        append_to_log(Path::new(&log_path), line.as_bytes())
     }
 
     /// The job's record.
@@ -323,6 +346,12 @@ impl Store {
     /// Stops a job: a finished job is left alone; unstarted tasks are cancelled at once and
     /// agents running the others are told to stop them.
     pub fn stop(&self, id: &str) -> Result<JobRecord> {
+        self.stop_by(id, "a client of the queue")
+    }
+
+    /// [`stop`](Self::stop), naming who asked: the job's log ends with a line saying who
+    /// stopped it and when, written once it is Cancelled.
+    pub fn stop_by(&self, id: &str, by: &str) -> Result<JobRecord> {
         let num = parse_job_id(id).ok_or_else(|| StoreError::JobNotFound(id.to_owned()))?;
         self.write(|tx, fx| {
             let state: String = tx
@@ -333,6 +362,10 @@ impl Store {
                 return Ok(());
             }
             let now = self.tick();
+            self.stoppers
+                .lock()
+                .expect("stoppers poisoned")
+                .insert(num, by.to_owned());
             tx.execute("UPDATE jobs SET stop_requested = 1 WHERE id = ?1", [num])?;
             tx.execute(
                 "UPDATE assignments SET state = 'revoked', ended_at = ?2 WHERE job_id = ?1 AND state = 'dispatched'",

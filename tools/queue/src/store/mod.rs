@@ -234,6 +234,8 @@ pub struct Store {
     reader: Mutex<Connection>,
     clock: Mutex<i64>,
     liveness: Mutex<HashMap<i64, Instant>>,
+    /// Who asked to stop a job that is still stopping, for the line that ends its log.
+    stoppers: Mutex<HashMap<i64, String>>,
     logs_dir: PathBuf,
     /// The directory of the database (the data root), named when its disk is full.
     data_dir: PathBuf,
@@ -288,6 +290,7 @@ impl Store {
             reader: Mutex::new(reader),
             clock: Mutex::new(last),
             liveness: Mutex::new(HashMap::new()),
+            stoppers: Mutex::new(HashMap::new()),
             logs_dir: logs_dir.to_path_buf(),
             data_dir: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
             options,
