@@ -514,6 +514,7 @@ impl FarmPlugin for SlurmFarm {
             stage_files: self.katana.can_stage(),
             retry_failed: false,
             check: false,
+            check_resources: false,
             ..Capabilities::ALL
         }
     }

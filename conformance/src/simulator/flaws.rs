@@ -103,6 +103,14 @@ pub enum Flaw {
     InstallationErrorIsNotConfig,
     /// Claims no capabilities but performs every operation anyway.
     ActsWithoutCapabilities,
+    /// `check` passes a request no node could run.
+    CheckAcceptsImpossibleRequests,
+    /// `check` refuses every request.
+    CheckRefusesRunnableRequests,
+    /// `check` submits the request it was asked about.
+    CheckCreatesJobs,
+    /// `check` answers although the `check` capability is off.
+    CheckIgnoresCapability,
 }
 
 /// Which check each flaw is aimed at: the suite's own tests require that check to fail.
@@ -260,6 +268,19 @@ pub const FLAW_TARGETS: &[(Flaw, &str)] = &[
     (
         Flaw::ActsWithoutCapabilities,
         "an_unknown_id_gives_job_not_found_from_stop",
+    ),
+    (
+        Flaw::CheckAcceptsImpossibleRequests,
+        "a_request_the_farm_can_never_run_is_refused_by_check",
+    ),
+    (
+        Flaw::CheckRefusesRunnableRequests,
+        "a_request_the_farm_can_run_passes_check",
+    ),
+    (Flaw::CheckCreatesJobs, "checking_a_request_creates_no_job"),
+    (
+        Flaw::CheckIgnoresCapability,
+        "a_request_the_farm_can_run_passes_check",
     ),
 ];
 
