@@ -152,6 +152,10 @@ rejects! {
     rejects_acts_without_capabilities: ActsWithoutCapabilities,
     rejects_times_in_seconds: TimesInSeconds,
     rejects_unreadable_while_running: UnreadableWhileRunning,
+    rejects_check_accepts_impossible_requests: CheckAcceptsImpossibleRequests,
+    rejects_check_refuses_runnable_requests: CheckRefusesRunnableRequests,
+    rejects_check_creates_jobs: CheckCreatesJobs,
+    rejects_check_ignores_capability: CheckIgnoresCapability,
 }
 
 /// Every check is the target of at least one flaw, so every check is proven able to fail.

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # tools/ci/slurm-cli-smoke.sh - the `farm` command line itself against a running real Slurm,
-# through BOTH transports: render, submit (and submit --wait), status, list, log, stop,
-# start. Run by tools/ci/slurm.sh while its cluster is up; needs `scontrol token` (JWT).
+# through BOTH transports: render, validate --farm (sbatch --test-only: a 1,000-CPU request
+# refused in Slurm's words, a valid one shown with its expected start; the REST farm asks
+# the CLI through check_with_cli), submit --check, submit (and submit --wait), status,
+# list, log, stop, start. Run by tools/ci/slurm.sh while its cluster is up; needs `scontrol token` (JWT).
 # With FARM_SMOKE_SLURM_LAB set to the tools/slurm-lab directory (tools/ci/slurm.sh sets
 # it), also restarts slurmctld (by the PID the lab recorded, state kept) under a running
 # `farm submit --wait`, which must ride out the outage and report the job Completed.
@@ -23,7 +25,7 @@ farms:
     settings: {transport: cli, log_directory: $work, state_directory: $work/state-cli}
   slurm-rest:
     adapter: slurm
-    settings: {transport: rest, user_name: root, log_directory: $work, state_directory: $work/state-rest}
+    settings: {transport: rest, user_name: root, log_directory: $work, state_directory: $work/state-rest, check_with_cli: true}
 YAML
 export FARM_CONFIG="$work/farms.yaml"
 # In every job name: a re-run on a cluster that still holds this run's jobs must not find them.
@@ -72,6 +74,24 @@ commands: [[/bin/sh, -c, 'echo started; sleep 300']]
 working_directory: $work
 YAML
 
+  cat >"$work/big.yaml" <<YAML
+name: smoke $run $farm big
+commands: [[/bin/true]]
+resources: {cpus: 1000}
+YAML
+  # Ask the farm first: Slurm refuses 1,000 CPUs in its own words (exit 4) and shows when
+  # and where a valid request would start; nothing is submitted either way.
+  rc=0; "${f[@]}" validate "$work/big.yaml" >"$work/validate.out" || rc=$?
+  [ "$rc" = 4 ] || fail "validate --farm of 1000 CPUs exited $rc: $(cat "$work/validate.out")"
+  grep -q "Requested node configuration is not available" "$work/validate.out" ||
+    fail "validate --farm did not give Slurm's words: $(cat "$work/validate.out")"
+  "${f[@]}" validate "$work/ok.yaml" >"$work/validate.out" || fail "validate --farm of a valid request"
+  grep -q "estimated start:" "$work/validate.out" || fail "no expected start: $(cat "$work/validate.out")"
+  [ "$("${f[@]}" -o json validate "$work/ok.yaml" | json 'd[0]["farm"]["accepted"]')" = True ] ||
+    fail "validate -o json does not say accepted"
+  rc=0; "${f[@]}" submit --check "$work/big.yaml" >"$work/submit.out" 2>&1 || rc=$?
+  [ "$rc" = 4 ] || fail "submit --check of 1000 CPUs exited $rc: $(cat "$work/submit.out")"
+  [ -z "$(squeue --noheader --name "smoke $run $farm big")" ] || fail "submit --check submitted"
   "${f[@]}" render "$work/ok.yaml" | grep -q "$token" || fail "render does not carry the command"
   "${f[@]}" submit --wait --timeout 2m "$work/ok.yaml" >"$work/wait.out" || fail "submit --wait: $(cat "$work/wait.out")"
   grep -q "Completed" "$work/wait.out" || fail "submit --wait did not report Completed"

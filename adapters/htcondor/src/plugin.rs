@@ -425,6 +425,7 @@ impl FarmPlugin for CondorFarm {
             idempotent_submit: true,
             retry_failed: false,
             check: false,
+            check_resources: false,
             job_times: true,
         }
     }

@@ -391,6 +391,33 @@ pub fn farm_error(failure: Failure, call: CallInfo<'_>, errors: &ErrorMapping) -
     }
 }
 
+/// What a server said when it accepted a check: its optional JSON body
+/// `{message, estimated_start (epoch ms), placement}` (our protocol's 200), else a sentence
+/// naming the profile and the status (a 204 says nothing more).
+pub fn check_report(profile: &str, reply: &crate::client::Reply) -> farm_core::CheckReport {
+    let body: Option<serde_json::Value> = serde_json::from_str(&reply.body).ok();
+    let text = |key: &str| {
+        body.as_ref()
+            .and_then(|b| b.get(key))
+            .and_then(serde_json::Value::as_str)
+            .filter(|s| !s.trim().is_empty())
+            .map(str::to_owned)
+    };
+    farm_core::CheckReport {
+        message: text("message").unwrap_or_else(|| {
+            format!(
+                "the server ({profile}) accepts the request (HTTP {})",
+                reply.status
+            )
+        }),
+        estimated_start: body
+            .as_ref()
+            .and_then(|b| b.get("estimated_start"))
+            .and_then(serde_json::Value::as_i64),
+        placement: text("placement"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

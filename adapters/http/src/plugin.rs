@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use farm_core::{
-    Capabilities, CommonSettings, FarmError, FarmPlugin, FarmSpec, Job, JobFilter, JobId,
-    JobRequest, JobState, KatanaServices, LogChunk, RenderedJob, Result,
+    Capabilities, CheckReport, CommonSettings, FarmError, FarmPlugin, FarmSpec, Job, JobFilter,
+    JobId, JobRequest, JobState, KatanaServices, LogChunk, RenderedJob, Result,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -119,6 +119,7 @@ impl HttpFarm {
             (caps.stop, ops.stop.is_some(), "stop"),
             (caps.start, ops.start.is_some(), "start"),
             (caps.read_log, ops.log.is_some(), "read_log"),
+            (caps.check, ops.check.is_some(), "check"),
             (
                 caps.render_log,
                 self.profile.job.render_log_filename.is_some(),
@@ -339,25 +340,6 @@ impl HttpFarm {
             .map(|j| j.id))
     }
 
-    /// Validates a request on the server without storing it (`POST /v1/jobs:check`).
-    pub async fn check(&self, request: &JobRequest) -> Result<()> {
-        request.validate()?;
-        let op = self
-            .profile
-            .operations
-            .check
-            .as_ref()
-            .ok_or_else(|| FarmError::unsupported("check", ADAPTER))?;
-        let mut call = self.call(
-            "check",
-            op,
-            &render::request_scope(&self.profile, op, request),
-            None,
-        );
-        call.body = render::body(&self.profile, op, request);
-        self.client.send(&call).await.map(|_| ())
-    }
-
     fn remember(&self, id: &JobId) {
         self.submitted
             .lock()
@@ -398,6 +380,28 @@ impl FarmPlugin for HttpFarm {
 
     async fn render(&self, request: &JobRequest) -> Result<RenderedJob> {
         render::render(&self.profile, request)
+    }
+
+    /// The profile's `check` operation (`POST /v1/jobs:check` in our protocol): a 2xx is an
+    /// acceptance, a 422 the server's refusal (`InvalidRequest` naming its field).
+    async fn check(&self, request: &JobRequest) -> Result<CheckReport> {
+        request.validate()?;
+        self.require(self.caps.check, "check")?;
+        let op = self
+            .profile
+            .operations
+            .check
+            .as_ref()
+            .ok_or_else(|| FarmError::unsupported("check", ADAPTER))?;
+        let mut call = self.call(
+            "check",
+            op,
+            &render::request_scope(&self.profile, op, request),
+            None,
+        );
+        call.body = render::body(&self.profile, op, request);
+        let reply = self.client.send(&call).await?;
+        Ok(parse::check_report(&self.profile.name, &reply))
     }
 
     async fn submit(&self, request: &JobRequest) -> Result<JobId> {

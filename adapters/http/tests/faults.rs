@@ -262,8 +262,18 @@ async fn listing_follows_every_page() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_check_endpoint_validates_without_storing() {
     let emu = Emulation::start(Dialect::FarmV1, Some(TOKEN)).await;
-    let farm = HttpFarm::new(settings(&emu, "builtin")).unwrap();
-    farm.check(&quick_request("checked")).await.unwrap();
+    let plain = HttpFarm::new(settings(&emu, "builtin")).unwrap();
+    let err = plain.check(&quick_request("checked")).await.unwrap_err();
+    assert_eq!(err.kind(), farm_core::ErrorKind::Unsupported, "{err}");
+    let mut with_check = settings(&emu, "builtin");
+    with_check.capabilities = Some(farm_core::Capabilities {
+        stage_files: false,
+        check_resources: false,
+        ..farm_core::Capabilities::ALL
+    });
+    let farm = HttpFarm::new(with_check).unwrap();
+    let report = farm.check(&quick_request("checked")).await.unwrap();
+    assert!(report.message.contains("HTTP 204"), "{report:?}");
     assert_eq!(emu.engine.count(), 0);
     assert_eq!(exchanges(&emu, "POST /v1/jobs:check"), 1);
 }

@@ -221,6 +221,7 @@ impl FarmPlugin for OpenJdFarm {
             idempotent_submit: true,
             retry_failed: false,
             check: false,
+            check_resources: false,
             job_times: true,
         }
     }

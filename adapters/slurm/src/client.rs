@@ -106,6 +106,9 @@ pub fn to_farm_error(failure: Failure<'_>, id: Option<&JobId>) -> FarmError {
     if has(&["job dependency problem", "invalid dependency"]) {
         return FarmError::invalid("depends_on", message);
     }
+    if let Some((_, field)) = REFUSALS.iter().find(|(needle, _)| lower.contains(needle)) {
+        return FarmError::invalid(*field, message);
+    }
     if matches!(status, Some(401 | 403))
         || has(&[
             "access/permission denied",
@@ -146,6 +149,32 @@ pub fn to_farm_error(failure: Failure<'_>, id: Option<&JobId>) -> FarmError {
         _ => FarmError::scheduler(message),
     }
 }
+
+/// Slurm's refusals of a job it could never run (lower-cased, as `sbatch`, `sbatch
+/// --test-only` and slurmrestd word them), and the request field each is about. They are
+/// `InvalidRequest`, keeping Slurm's message: changing the request is what fixes them.
+pub const REFUSALS: &[(&str, &str)] = &[
+    ("requested node configuration is not available", "resources"),
+    (
+        "memory specification can not be satisfied",
+        "resources.memory",
+    ),
+    ("more processors requested than permitted", "resources.cpus"),
+    (
+        "invalid generic resource (gres) specification",
+        "resources.gpus",
+    ),
+    ("requested time limit is invalid", "resources.time_limit"),
+    ("node count specification invalid", "resources"),
+    ("invalid feature specification", "resources"),
+    ("job violates accounting/qos policy", "resources"),
+    ("invalid partition name specified", "partition"),
+    (
+        "invalid account or account/partition combination",
+        "account",
+    ),
+    ("invalid qos specification", "qos"),
+];
 
 /// When a requeued job may start again (see [`CliClient::requeue`]).
 pub const RELEASE_AT: &str = "starttime=now+2";
@@ -223,6 +252,15 @@ impl CliClient {
                 id,
             ))
         }
+    }
+
+    /// `sbatch --test-only` with the script on standard input: Slurm checks the job and says
+    /// when and where it would start, creating nothing. Returns what it printed (stderr).
+    pub async fn sbatch_test_only(&self, script: &str) -> Result<String> {
+        let output = self
+            .slurm("sbatch", &["--test-only"], Some(script.as_bytes()), None)
+            .await?;
+        Ok(format!("{}{}", output.stderr, output.stdout))
     }
 
     /// `sbatch --parsable` with the script on standard input; returns its stdout.
@@ -543,7 +581,19 @@ mod tests {
             ),
             (
                 "sbatch: error: Batch job submission failed: Invalid partition name specified\n",
-                ErrorKind::Scheduler,
+                ErrorKind::InvalidRequest,
+            ),
+            (
+                "allocation failure: Requested node configuration is not available\n",
+                ErrorKind::InvalidRequest,
+            ),
+            (
+                "sbatch: error: Invalid generic resource (gres) specification\n",
+                ErrorKind::InvalidRequest,
+            ),
+            (
+                "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation\n",
+                ErrorKind::Unavailable,
             ),
             (
                 "sbatch: error: Batch job submission failed: Access/permission denied\n",

@@ -106,6 +106,11 @@ pub struct SlurmSettings {
     /// slurmrestd authenticates with `user_name` and `token`.
     #[serde(default = "default_url")]
     pub url: String,
+    /// REST: answer `check` with `sbatch --test-only` through the CLI settings (`bin_dir`,
+    /// `ssh`, `slurm_conf`), since slurmrestd 0.0.38 has no test-only call. Off (default):
+    /// a REST farm's `check` is `Unsupported`.
+    #[serde(default)]
+    pub check_with_cli: bool,
     /// REST: the OpenAPI plugin version in paths (`v0.0.38`).
     #[serde(default = "default_api_version")]
     pub api_version: String,

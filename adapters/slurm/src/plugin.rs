@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use farm_core::{
-    Capabilities, CommandRunner, CommonSettings, FarmError, FarmPlugin, FarmSpec, Job, JobFilter,
-    JobId, JobRequest, JobState, KatanaServices, LocalRunner, LogChunk, RenderedJob, Result,
-    SshRunner, now_millis, tail,
+    Capabilities, CheckReport, CommandRunner, CommonSettings, FarmError, FarmPlugin, FarmSpec, Job,
+    JobFilter, JobId, JobRequest, JobState, KatanaServices, LocalRunner, LogChunk, RenderedJob,
+    Result, SshRunner, now_millis, tail,
 };
 use secrecy::SecretString;
 
@@ -70,6 +70,8 @@ pub struct SlurmFarm {
     settings: SlurmSettings,
     render: RenderOptions,
     client: Client,
+    /// REST with `check_with_cli`: the CLI that answers `check` (`sbatch --test-only`).
+    check_cli: Option<CliClient>,
     katana: KatanaServices,
     journal: Journal,
     sacct_disabled: AtomicBool,
@@ -111,6 +113,14 @@ impl SlurmFarm {
         runner: Arc<dyn CommandRunner>,
     ) -> Result<SlurmFarm> {
         settings.validate(name)?;
+        let check_cli =
+            (settings.transport == Transport::Rest && settings.check_with_cli).then(|| {
+                CliClient::new(
+                    runner.clone(),
+                    settings.bin_dir.clone(),
+                    settings.command_timeout,
+                )
+            });
         let client = match settings.transport {
             Transport::Cli => Client::Cli(CliClient::new(
                 runner,
@@ -128,6 +138,7 @@ impl SlurmFarm {
             render: RenderOptions::from(&settings),
             settings,
             client,
+            check_cli,
             katana: KatanaServices::new(name, common),
             journal,
             sacct_disabled: AtomicBool::new(false),
@@ -137,6 +148,14 @@ impl SlurmFarm {
     /// The farm's settings.
     pub fn settings(&self) -> &SlurmSettings {
         &self.settings
+    }
+
+    /// The CLI that answers `check`: the farm's own, or a REST farm's `check_with_cli`.
+    fn test_only_cli(&self) -> Option<&CliClient> {
+        match &self.client {
+            Client::Cli(cli) => Some(cli),
+            Client::Rest(_) => self.check_cli.as_ref(),
+        }
     }
 
     fn adapter_id(id: &JobId) -> Result<u64> {
@@ -513,7 +532,9 @@ impl FarmPlugin for SlurmFarm {
         Capabilities {
             stage_files: self.katana.can_stage(),
             retry_failed: false,
-            check: false,
+            // `sbatch --test-only` matches the job against the partition's nodes.
+            check: self.test_only_cli().is_some(),
+            check_resources: self.test_only_cli().is_some(),
             ..Capabilities::ALL
         }
     }
@@ -643,6 +664,21 @@ impl FarmPlugin for SlurmFarm {
             },
             Client::Rest(_) => self.resubmit(id, n, &job).await,
         }
+    }
+
+    async fn check(&self, request: &JobRequest) -> Result<CheckReport> {
+        let Some(cli) = self.test_only_cli() else {
+            return Err(FarmError::unsupported(
+                "check",
+                "slurm (slurmrestd 0.0.38 has no test-only call; settings.check_with_cli: true \
+                 asks sbatch --test-only instead)",
+            ));
+        };
+        // Exactly the script `submit` sends (for REST, the script of the same plan as the
+        // JSON body); `--test-only` creates nothing (no job, and no log directory: that is
+        // made only when submitting).
+        let script = render::sbatch_script(request, &self.render, 1)?;
+        parse::parse_test_only(&cli.sbatch_test_only(&script).await?)
     }
 
     async fn stop(&self, id: &JobId) -> Result<()> {

@@ -70,6 +70,8 @@ mod real {
                 .unwrap_or_else(|_| "http://127.0.0.1:6820".into());
             s.user_name = Some(std::env::var("USER").unwrap_or_else(|_| "root".into()));
             s.token = Some(token().into());
+            // slurmrestd has no test-only call: `check` asks this host's sbatch.
+            s.check_with_cli = true;
         }
         s
     }

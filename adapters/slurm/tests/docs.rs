@@ -2,7 +2,7 @@
 //! table, so the documentation cannot drift from the code. Re-bless with
 //! `FARM_BLESS=1 cargo test -p farm-slurm --test docs`.
 
-use farm_slurm::parse::SLURM_STATES;
+use farm_slurm::parse::{NEVER_RUNS, SLURM_STATES};
 
 fn section() -> String {
     let mut s = String::from(
@@ -58,8 +58,18 @@ fn section() -> String {
          `errors[]` and no job (22.05 exits 0 with `slurm_load_jobs (error -1)`), or slurmrestd\n\
          answers `Unable to find JobId=N ... (error -1)`, every call is `Unavailable` (retryable),\n\
          so a job is never reported lost or unknown because slurmctld could not be asked. Only\n\
-         \"Invalid job id\" means an id is unknown.\n\n",
+         \"Invalid job id\" means an id is unknown.\n\n\
+         Jobs that cannot start: Slurm keeps a job it can never run `PENDING` for ever (an\n\
+         administrator may still change the partition or the limits), so it stays Waiting, but a\n\
+         pending reason of this table (`NEVER_RUNS`) is said in words: `can never run here:\n\
+         PartitionConfig — the partition cannot satisfy the request`. `farm validate --farm`\n\
+         asks `sbatch --test-only` first, which refuses such a request before it is submitted.\n\n\
+         | Pending reason | Reason |\n|---|---|\n",
     );
+    for (reason, why) in NEVER_RUNS {
+        s.push_str(&format!("| `{reason}` | can never run here: {why} |\n"));
+    }
+    s.push('\n');
     s
 }
 

@@ -217,11 +217,48 @@ async fn slurms_refusals_keep_its_words() {
         .submit(&JobRequest::new("x", vec![sh("true")]))
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Scheduler);
+    // A job Slurm will never take is a request to change, in Slurm's words.
+    assert_eq!(err.kind(), ErrorKind::InvalidRequest);
     assert!(
         err.to_string().contains("Invalid partition name specified"),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_asks_sbatch_test_only_and_creates_nothing() {
+    let (farm, engine, _dir) = cli_farm(EngineConfig::default(), |_| {});
+    let mut req = JobRequest::new("too-big", vec![sh("true")]);
+    req.resources.cpus = Some(1000);
+    match farm.check(&req).await {
+        Err(farm_core::FarmError::InvalidRequest { field, problem }) => {
+            assert_eq!(field, "resources");
+            assert!(
+                problem.contains("Requested node configuration is not available"),
+                "{problem}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    req.resources.cpus = Some(2);
+    let report = farm.check(&req).await.unwrap();
+    assert!(report.message.contains("to start at"), "{report:?}");
+    assert_eq!(report.placement.as_deref(), Some("sim (partition debug)"));
+    let start = report.estimated_start.expect("a start");
+    assert!((start - farm_core::now_millis()).abs() < 5_000, "{start}");
+    assert_eq!(engine.last_submission(), None, "check submitted nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rest_transport_checks_only_with_the_cli_configured() {
+    let (farm, _engine, _server, _dir) = rest_farm(EngineConfig::default()).await;
+    assert!(!farm.capabilities().check);
+    let err = farm
+        .check(&JobRequest::new("x", vec![sh("true")]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported);
+    assert!(err.to_string().contains("check_with_cli"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

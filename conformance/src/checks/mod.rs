@@ -10,6 +10,7 @@
 //! says which capability selects it; when that capability is off, the check asserts the
 //! operation returns `Unsupported` instead of skipping.
 
+pub mod check;
 pub mod dependencies;
 pub mod faults;
 pub mod inputs;
@@ -82,6 +83,9 @@ macro_rules! for_each_check {
             staging::installation_metadata_is_resolved_or_clearly_missing: "always",
             jobs::job_times_are_milliseconds_since_the_epoch: "job_times",
             jobs::a_submitted_job_is_readable_until_it_ends: "always",
+            check::a_request_the_farm_can_never_run_is_refused_by_check: "check, check_resources",
+            check::a_request_the_farm_can_run_passes_check: "check",
+            check::checking_a_request_creates_no_job: "check, list_jobs",
         }
     };
 }

@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use farm_core::{
-    Capabilities, CommonSettings, FarmError, FarmPlugin, InstallationMetadata, Job, JobFilter,
-    JobId, JobRequest, JobState, LogChunk, Progress, RenderedJob, Result, now_millis,
+    Capabilities, CheckReport, CommonSettings, FarmError, FarmPlugin, InstallationMetadata, Job,
+    JobFilter, JobId, JobRequest, JobState, LogChunk, Progress, RenderedJob, Result, now_millis,
 };
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::nodes::NativeCheck;
 use super::scheduler::{Call, NativeJob, NativeLog, SimScheduler, is_native_terminal};
 use super::{Flaw, SimulatorConfig};
 use crate::harness::SchedulerControl;
@@ -465,6 +466,22 @@ impl FarmPlugin for SimFarm {
             }
             Err(e) => Err(e),
         }
+    }
+
+    async fn check(&self, request: &JobRequest) -> Result<CheckReport> {
+        let claimed = self.config.capabilities.check || self.flawed(Flaw::CheckIgnoresCapability);
+        self.require(claimed, "check")?;
+        request.validate()?;
+        let native: NativeCheck = self
+            .send(Call::Check {
+                payload: self.payload(request),
+            })
+            .await?;
+        Ok(CheckReport {
+            message: format!("{}: would start on {}", native.verdict, native.node),
+            estimated_start: Some(native.start_ms),
+            placement: Some(native.node),
+        })
     }
 
     async fn stop(&self, id: &JobId) -> Result<()> {

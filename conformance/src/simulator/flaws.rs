@@ -107,6 +107,14 @@ pub enum Flaw {
     TimesInSeconds,
     /// `job` fails with a scheduler error while the job runs (a native state it cannot map).
     UnreadableWhileRunning,
+    /// `check` passes a request no node could run.
+    CheckAcceptsImpossibleRequests,
+    /// `check` refuses every request.
+    CheckRefusesRunnableRequests,
+    /// `check` submits the request it was asked about.
+    CheckCreatesJobs,
+    /// `check` answers although the `check` capability is off.
+    CheckIgnoresCapability,
 }
 
 /// Which check each flaw is aimed at: the suite's own tests require that check to fail.
@@ -272,6 +280,19 @@ pub const FLAW_TARGETS: &[(Flaw, &str)] = &[
     (
         Flaw::UnreadableWhileRunning,
         "a_submitted_job_is_readable_until_it_ends",
+    ),
+    (
+        Flaw::CheckAcceptsImpossibleRequests,
+        "a_request_the_farm_can_never_run_is_refused_by_check",
+    ),
+    (
+        Flaw::CheckRefusesRunnableRequests,
+        "a_request_the_farm_can_run_passes_check",
+    ),
+    (Flaw::CheckCreatesJobs, "checking_a_request_creates_no_job"),
+    (
+        Flaw::CheckIgnoresCapability,
+        "a_request_the_farm_can_run_passes_check",
     ),
 ];
 

@@ -16,6 +16,7 @@
 
 mod adapter;
 mod flaws;
+mod nodes;
 mod scheduler;
 
 use std::collections::HashSet;
@@ -28,6 +29,7 @@ use serde::Deserialize;
 
 pub use adapter::SimFarm;
 pub use flaws::{FLAW_TARGETS, Flaw};
+pub use nodes::{NODE_CPUS, NODE_GPUS, NODE_MEMORY_MIB};
 pub use scheduler::SimScheduler;
 
 /// How the simulated farm behaves.
@@ -58,7 +60,6 @@ impl Default for SimulatorConfig {
             slots: 8,
             capabilities: Capabilities {
                 retry_failed: false,
-                check: false,
                 ..Capabilities::ALL
             },
             reply_timeout: Duration::from_secs(2),
@@ -77,6 +78,9 @@ impl SimulatorConfig {
         config.flaws.insert(flaw);
         if flaw == Flaw::ActsWithoutCapabilities {
             config.capabilities = Capabilities::default();
+        }
+        if flaw == Flaw::CheckIgnoresCapability {
+            config.capabilities.check = false;
         }
         config
     }

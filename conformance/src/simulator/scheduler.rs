@@ -26,6 +26,7 @@ pub(super) enum Call {
     Stop { id: String },
     Start { id: String },
     ReadLog { id: String, offset: u64 },
+    Check { payload: String },
 }
 
 /// A job as the simulated scheduler describes it, in its own words.
@@ -88,11 +89,11 @@ pub(super) fn is_native_terminal(status: &str) -> bool {
     matches!(status, "DONE" | "ERROR" | "KILLED")
 }
 
-fn reply_ok<T: Serialize>(value: T) -> String {
+pub(super) fn reply_ok<T: Serialize>(value: T) -> String {
     serde_json::json!({ "ok": value }).to_string()
 }
 
-fn reply_err(kind: &str, message: impl Into<String>) -> String {
+pub(super) fn reply_err(kind: &str, message: impl Into<String>) -> String {
     serde_json::json!({ "error": { "kind": kind, "message": message.into() } }).to_string()
 }
 
@@ -114,8 +115,13 @@ impl SimScheduler {
         Arc::new(SimControl(self.clone()))
     }
 
-    fn flawed(&self, flaw: Flaw) -> bool {
+    pub(super) fn flawed(&self, flaw: Flaw) -> bool {
         self.config.flaws.contains(&flaw)
+    }
+
+    /// How long a job stays queued, in milliseconds.
+    pub(super) fn queue_delay_ms(&self) -> i64 {
+        i64::try_from(self.config.queue_delay.as_millis()).unwrap_or(i64::MAX)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, SchedState> {
@@ -150,6 +156,7 @@ impl SimScheduler {
     fn answer(&self, call: Call) -> String {
         match call {
             Call::Submit { payload } => self.submit(payload),
+            Call::Check { payload } => self.check(payload),
             Call::Get { id } => match self.find(&id) {
                 Some(n) => reply_ok(&self.lock().jobs[&n].native),
                 None => reply_err("not_found", format!("no job {id}")),
@@ -170,6 +177,11 @@ impl SimScheduler {
     fn find(&self, id: &str) -> Option<u64> {
         let n: u64 = id.parse().ok()?;
         self.lock().jobs.contains_key(&n).then_some(n)
+    }
+
+    /// Queues a job (what a flawed check does too).
+    pub(super) fn submit_payload(&self, payload: String) -> String {
+        self.submit(payload)
     }
 
     fn submit(&self, payload: String) -> String {

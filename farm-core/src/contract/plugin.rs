@@ -43,6 +43,12 @@ pub struct Capabilities {
     /// `check` asks the farm whether it could ever run a request, before submitting.
     #[serde(default)]
     pub check: bool,
+    /// `check` knows the farm's resources: a request no node could ever satisfy (more CPUs
+    /// or memory than the largest node has) is refused. Without it, `check` asks only what
+    /// the farm can tell without them (the job file's syntax, names), and the suite's
+    /// impossible-request check is not applicable rather than passed.
+    #[serde(default)]
+    pub check_resources: bool,
     /// Jobs carry `start_time` once running and `end_time` once finished. Some farms report
     /// neither (a missing time is `None`); the suite asserts times only where this is true.
     /// Peers that predate the flag report times, so it is on unless they say otherwise.
@@ -67,11 +73,12 @@ impl Capabilities {
         idempotent_submit: true,
         retry_failed: true,
         check: true,
+        check_resources: true,
         job_times: true,
     };
 
     /// `(name, enabled)` pairs, for tables and JSON.
-    pub fn entries(&self) -> [(&'static str, bool); 11] {
+    pub fn entries(&self) -> [(&'static str, bool); 12] {
         [
             ("stage_files", self.stage_files),
             ("list_jobs", self.list_jobs),
@@ -83,6 +90,7 @@ impl Capabilities {
             ("idempotent_submit", self.idempotent_submit),
             ("retry_failed", self.retry_failed),
             ("check", self.check),
+            ("check_resources", self.check_resources),
             ("job_times", self.job_times),
         ]
     }
@@ -324,9 +332,15 @@ pub trait FarmPlugin: Send + Sync + fmt::Debug + 'static {
     /// a job (Slurm's `sbatch --test-only`, Flamenco's `POST /jobs/check`). Returns what the
     /// farm said: an estimated start and where, when the scheduler tells.
     ///
+    /// Sends the request as `submit` would (the same job file), so what `check` accepts is
+    /// what `submit` would send. A request that fails local validation fails the same way
+    /// here, without asking the farm.
+    ///
     /// # Behavior
     /// - A request the farm can never run fails with `InvalidRequest` in the scheduler's
-    ///   own words, before anything is submitted.
+    ///   own words, before anything is submitted. With `check_resources`, that includes a
+    ///   request for more CPUs or memory than any node has (the suite asks for 100000 CPUs
+    ///   and 64T of memory, the most local validation allows).
     /// - A request the farm can run passes.
     /// - Nothing is created: the jobs listed before and after are the same.
     /// - Without the `check` capability it returns `Unsupported`.

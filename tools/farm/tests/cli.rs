@@ -567,3 +567,54 @@ fn submit_wait_prints_the_same_json_shape_as_submit() {
         assert_eq!(doc["jobs"][0]["id"], "1", "--wait {wait}: {doc}");
     }
 }
+
+#[test]
+fn validate_asks_the_named_farm_and_submit_check_refuses_what_it_refuses() {
+    let big = yaml_file("name: big\ncommands: [[/bin/true]]\nresources: {cpus: 100000}\n");
+    let small = yaml_file("name: small\ncommands: [[/bin/true]]\nresources: {cpus: 1}\n");
+    let (big, small) = (big.path().to_str().unwrap(), small.path().to_str().unwrap());
+    let config = empty_config();
+    let with_farms = |args: &[&str]| farm_with_config(config.path(), args);
+
+    let local = farm(&["validate", big]);
+    assert_eq!(local.status.code(), Some(0), "{}", stderr(&local));
+    assert!(
+        stdout(&local).contains("checked locally only"),
+        "{}",
+        stdout(&local)
+    );
+
+    let asked = with_farms(&["-o", "json", "--farm", "simulator", "validate", big, small]);
+    assert_eq!(asked.status.code(), Some(4), "{}", stderr(&asked));
+    let json: serde_json::Value = serde_json::from_slice(&asked.stdout).unwrap();
+    assert_eq!(json[0]["valid"], false);
+    assert_eq!(json[0]["checked_by"], "farm");
+    assert_eq!(json[0]["farm"]["accepted"], false);
+    assert_eq!(json[0]["farm"]["field"], "resources.cpus");
+    assert!(
+        json[0]["farm"]["problem"]
+            .as_str()
+            .unwrap()
+            .contains("UNSATISFIABLE")
+    );
+    assert_eq!(json[1]["valid"], true);
+    assert_eq!(json[1]["farm"]["accepted"], true);
+    assert!(json[1]["farm"]["estimated_start"].is_i64(), "{json}");
+    assert!(json[1]["farm"]["placement"].is_string(), "{json}");
+
+    let text = with_farms(&["--farm", "simulator", "validate", small]);
+    assert!(
+        stdout(&text).contains("estimated start:"),
+        "{}",
+        stdout(&text)
+    );
+
+    let refused = with_farms(&["--farm", "simulator", "submit", "--check", big]);
+    assert_eq!(refused.status.code(), Some(4), "{}", stderr(&refused));
+    assert!(stdout(&refused).is_empty(), "no id: {}", stdout(&refused));
+    assert!(
+        stderr(&refused).contains("nothing was submitted"),
+        "{}",
+        stderr(&refused)
+    );
+}

@@ -19,7 +19,7 @@ fn parse_job_id(text: &str) -> Option<(u64, TaskKey)> {
 }
 
 /// Slurm's local `2026-11-22T11:35:30` as seconds since the epoch; `Unknown`/`None` as 0.
-fn parse_local_time(text: &str) -> i64 {
+pub(super) fn parse_local_time(text: &str) -> i64 {
     use chrono::TimeZone;
     chrono::NaiveDateTime::parse_from_str(text.trim(), "%Y-%m-%dT%H:%M:%S")
         .ok()

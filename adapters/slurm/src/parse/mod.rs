@@ -21,10 +21,12 @@ use crate::render::FarmComment;
 
 mod archive;
 mod states;
+mod test_only;
 
 pub use archive::{SACCT_FORMAT, parse_jobcomp, parse_sacct, sacct_is_disabled};
 use states::lookup;
-pub use states::{ExitStatus, SLURM_STATES, SlurmState, map_state};
+pub use states::{ExitStatus, NEVER_RUNS, SLURM_STATES, SlurmState, map_state, never_runs};
+pub use test_only::parse_test_only;
 
 /// Which task(s) of a job a record describes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -479,6 +481,10 @@ impl TaskView<'_> {
         };
         match self.state {
             JobState::Waiting | JobState::Running => {
+                // A pending reason meaning "never" is said in words, whatever else applies.
+                if let Some(never) = slurm_reason.and_then(never_runs) {
+                    return never;
+                }
                 match (table_reason.is_empty(), slurm_reason) {
                     (true, Some(sr)) => sr.to_owned(),
                     (false, Some(sr)) => format!("{table_reason} ({sr})"),
@@ -931,6 +937,35 @@ mod tests {
         );
         let partial = job_of(&recs[..2], 7);
         assert_eq!(partial.missing, vec![2]);
+    }
+
+    #[test]
+    fn a_pending_reason_meaning_never_is_said_in_words() {
+        let rec = |reason: &str| TaskRecord {
+            master: 8,
+            task: TaskKey::Single,
+            name: "n".into(),
+            comment: String::new(),
+            state: "PENDING".into(),
+            state_reason: reason.into(),
+            exit: ExitStatus::Unknown,
+            restart_cnt: 0,
+            submit: 100,
+            start: 0,
+            end: 0,
+            output: None,
+        };
+        let never = job_of(&[rec("PartitionConfig")], 8).job;
+        assert_eq!(never.state, JobState::Waiting);
+        assert_eq!(
+            never.reason.as_deref(),
+            Some("can never run here: PartitionConfig — the partition cannot satisfy the request")
+        );
+        let busy = job_of(&[rec("Resources")], 8).job;
+        assert_eq!(busy.reason.as_deref(), Some("Resources"));
+        for (reason, why) in NEVER_RUNS {
+            assert!(!why.is_empty() && !reason.contains(' '), "{reason}");
+        }
     }
 
     #[test]

@@ -107,6 +107,72 @@ pub const SLURM_STATES: &[SlurmState] = &[
     ),
 ];
 
+/// Pending reasons that mean the job can never run as submitted, in words users
+/// understand. A `PENDING` job with one of these stays Waiting (Slurm keeps it, and an
+/// administrator may still change the partition or limits), but its reason says so:
+/// `can never run here: PartitionConfig — the partition cannot satisfy the request`.
+/// `docs/state-mapping.md` shows this table.
+pub const NEVER_RUNS: &[(&str, &str)] = &[
+    (
+        "PartitionConfig",
+        "the partition cannot satisfy the request",
+    ),
+    (
+        "PartitionNodeLimit",
+        "the request needs more nodes than the partition allows",
+    ),
+    (
+        "PartitionTimeLimit",
+        "the time limit is longer than the partition allows",
+    ),
+    (
+        "BadConstraints",
+        "no node has the requested features or resources",
+    ),
+    ("InvalidAccount", "the account is not valid"),
+    ("InvalidQOS", "the quality of service is not valid"),
+    (
+        "AssocMaxCpuPerJobLimit",
+        "the request needs more CPUs than the account allows one job",
+    ),
+    (
+        "AssocMaxNodePerJobLimit",
+        "the request needs more nodes than the account allows one job",
+    ),
+    (
+        "AssocMaxWallDurationPerJobLimit",
+        "the time limit is longer than the account allows one job",
+    ),
+    (
+        "QOSMaxCpuPerJobLimit",
+        "the request needs more CPUs than the quality of service allows one job",
+    ),
+    (
+        "QOSMaxNodePerJobLimit",
+        "the request needs more nodes than the quality of service allows one job",
+    ),
+    (
+        "QOSMaxMemoryPerJob",
+        "the request needs more memory than the quality of service allows one job",
+    ),
+    (
+        "QOSMaxWallDurationPerJobLimit",
+        "the time limit is longer than the quality of service allows one job",
+    ),
+    (
+        "DependencyNeverSatisfied",
+        "a dependency ended without completing",
+    ),
+];
+
+/// `can never run here: <reason> — <why>` for a pending reason of [`NEVER_RUNS`].
+pub fn never_runs(slurm_reason: &str) -> Option<String> {
+    NEVER_RUNS
+        .iter()
+        .find(|(reason, _)| *reason == slurm_reason)
+        .map(|(reason, why)| format!("can never run here: {reason} — {why}"))
+}
+
 /// Maps a state word (long name, compact code, or sacct's `CANCELLED by 1000`) onto a state
 /// and a reason. An unknown word is `Failed` naming it: never a silent success.
 pub fn map_state(word: &str) -> (JobState, String) {

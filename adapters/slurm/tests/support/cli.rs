@@ -133,6 +133,56 @@ pub fn spec_from_script(script: &str) -> std::result::Result<JobSpec, String> {
     Ok(spec)
 }
 
+/// CPUs and memory (MiB) of the simulated cluster's one node, as the lab's.
+const NODE: (u64, u64) = (8, 24105);
+
+/// `sbatch --test-only`: the real 22.05's refusal of a job no node can hold, else its
+/// expected start (now, in local time) and node, on stderr. Creates nothing.
+fn test_only(engine: &Engine, script: &str) -> CommandOutput {
+    let spec = match spec_from_script(script) {
+        Ok(spec) => spec,
+        Err(e) => return out(1, "", format!("{e}\n")),
+    };
+    let args = sbatch::directives(script);
+    let mut cpus = 1;
+    for (k, v) in sbatch::options(&args).unwrap_or_default() {
+        let fits = match k.as_str() {
+            "cpus-per-task" => {
+                cpus = v.parse().unwrap_or(u64::MAX);
+                cpus <= NODE.0
+            }
+            "mem" => v
+                .trim_end_matches('M')
+                .parse::<u64>()
+                .is_ok_and(|mib| mib <= NODE.1),
+            "gres" => false, // the node has no GPUs
+            _ => true,
+        };
+        if !fits {
+            let why = if k == "gres" {
+                "sbatch: error: Invalid generic resource (gres) specification"
+            } else {
+                "allocation failure: Requested node configuration is not available"
+            };
+            return out(1, "", format!("{why}\n"));
+        }
+    }
+    let partition = if spec.partition.is_empty() {
+        "debug"
+    } else {
+        &spec.partition
+    };
+    let start = chrono::Local::now().format("%Y-%m-%dT%H:%M:%S");
+    out(
+        0,
+        "",
+        format!(
+            "sbatch: Job {} to start at {start} using {cpus} processors on nodes sim in partition {partition}\n",
+            engine.peek_next_id()
+        ),
+    )
+}
+
 impl SimRunner {
     pub fn new(engine: Engine) -> SimRunner {
         SimRunner {
@@ -146,6 +196,9 @@ impl SimRunner {
         match program {
             "sbatch" => {
                 let script = String::from_utf8_lossy(stdin.unwrap_or_default()).into_owned();
+                if args.iter().any(|a| a == "--test-only") {
+                    return test_only(&self.engine, &script);
+                }
                 if !args.iter().any(|a| a == "--parsable") {
                     return out(1, "", "the simulator expects --parsable");
                 }

@@ -286,6 +286,11 @@ impl Engine {
         }
     }
 
+    /// The id the next job will get (what `sbatch --test-only` names).
+    pub fn peek_next_id(&self) -> u64 {
+        self.lock().next_id
+    }
+
     /// Queues a job; `raw` is what the scheduler received.
     pub fn submit(&self, spec: JobSpec, raw: String) -> u64 {
         let mut st = self.lock();

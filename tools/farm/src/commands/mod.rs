@@ -68,6 +68,11 @@ impl<'a> Context<'a> {
         Ok((name, farm))
     }
 
+    /// Whether a farm was named (`--farm` or `$FARM`): `validate` then also asks it.
+    pub fn farm_named(&self) -> bool {
+        self.global.farm.is_some()
+    }
+
     /// The chosen farm.
     pub fn farm(&self) -> Result<Arc<dyn FarmPlugin>> {
         self.named_farm().map(|(_, farm)| farm)

@@ -6,11 +6,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use farm_core::{FarmPlugin, FarmPluginExt, Job, JobId, JobRequest, JobState, Result, WaitOptions};
+use farm_core::{
+    FarmError, FarmPlugin, FarmPluginExt, Job, JobId, JobRequest, JobState, Result, WaitOptions,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use super::{Context, duration, load_request};
+use super::{Context, duration, load_request, validate};
 use crate::output::{self, Output, exit, plural, print_json};
 
 /// `farm submit` arguments.
@@ -22,6 +24,11 @@ pub struct Args {
     /// Wait until the jobs finish, showing progress; exit 10 if one failed, 11 if cancelled.
     #[arg(long, short = 'w')]
     pub wait: bool,
+    /// Ask the farm first (`farm validate --farm`): submit nothing unless it could run every
+    /// request. A refusal exits 4 naming the field, in the scheduler's words; a farm that
+    /// cannot check exits 5.
+    #[arg(long)]
+    pub check: bool,
     /// Give up waiting after this long (e.g. 30m, 2h).
     #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = duration)]
     pub timeout: std::time::Duration,
@@ -39,6 +46,9 @@ pub async fn run(args: &Args, ctx: &Context<'_>) -> Result<ExitCode> {
         .iter()
         .map(|p| load_request(p))
         .collect::<Result<_>>()?;
+    if args.check {
+        check_all(farm.as_ref(), &requests, output).await?;
+    }
     let mut ids = Vec::new();
     for request in &requests {
         let id = match farm.submit(request).await {
@@ -168,6 +178,35 @@ fn eta(running_since: Option<Instant>, done: u64, total: u64) -> String {
         }
         _ => String::new(),
     }
+}
+
+/// Asks the farm about every request before any is submitted; the first refusal is the
+/// error. What the farm said goes to stderr, so stdout keeps only the ids.
+async fn check_all(farm: &dyn FarmPlugin, requests: &[JobRequest], output: Output) -> Result<()> {
+    for request in requests {
+        match validate::ask(farm, request).await? {
+            validate::FarmAnswer::Accepted(report) => {
+                if output == Output::Text {
+                    eprintln!(
+                        "checked {}: {}",
+                        request.name,
+                        validate::describe(&report).join("; ")
+                    );
+                }
+            }
+            validate::FarmAnswer::Refused { field, problem } => {
+                return Err(FarmError::invalid(
+                    field,
+                    format!(
+                        "{problem} (the farm refused {}; nothing was submitted)",
+                        request.name
+                    ),
+                ));
+            }
+            validate::FarmAnswer::Unsupported(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Waits for a job with a progress bar (frames done / total) on a terminal, or a line per
