@@ -136,6 +136,7 @@ rejects! {
     rejects_no_job_times: NoJobTimes,
     rejects_installation_error_is_not_config: InstallationErrorIsNotConfig,
     rejects_acts_without_capabilities: ActsWithoutCapabilities,
+    rejects_retry_reruns_every_frame: RetryRerunsEveryFrame,
 }
 
 /// Every check is the target of at least one flaw, so every check is proven able to fail.

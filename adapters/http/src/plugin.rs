@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use farm_core::{
-    Capabilities, CommonSettings, FarmError, FarmPlugin, FarmSpec, Job, JobFilter, JobId,
-    JobRequest, JobState, KatanaServices, LogChunk, RenderedJob, Result,
+    Capabilities, CheckReport, CommonSettings, FarmError, FarmPlugin, FarmSpec, Job, JobFilter,
+    JobId, JobRequest, JobState, KatanaServices, LogChunk, RenderedJob, Result,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -118,6 +118,12 @@ impl HttpFarm {
             (caps.list_jobs, ops.list.is_some(), "list_jobs"),
             (caps.stop, ops.stop.is_some(), "stop"),
             (caps.start, ops.start.is_some(), "start"),
+            (
+                caps.retry_failed,
+                ops.retry_failed.is_some(),
+                "retry_failed",
+            ),
+            (caps.check, ops.check.is_some(), "check"),
             (caps.read_log, ops.log.is_some(), "read_log"),
             (
                 caps.render_log,
@@ -334,8 +340,9 @@ impl HttpFarm {
             .map(|j| j.id))
     }
 
-    /// Validates a request on the server without storing it (`POST /v1/jobs:check`).
-    pub async fn check(&self, request: &JobRequest) -> Result<()> {
+    /// Validates a request on the server without storing it (`POST /v1/jobs:check`); the
+    /// reply's body, when the server sends one.
+    pub async fn check_request(&self, request: &JobRequest) -> Result<Reply> {
         request.validate()?;
         let op = self
             .profile
@@ -350,7 +357,7 @@ impl HttpFarm {
             None,
         );
         call.body = render::body(&self.profile, op, request);
-        self.client.send(&call).await.map(|_| ())
+        self.client.send(&call).await
     }
 
     fn remember(&self, id: &JobId) {
@@ -533,6 +540,38 @@ impl FarmPlugin for HttpFarm {
         self.finished.lock().expect("poisoned").remove(id.as_str());
         self.remember(&new_id);
         Ok(new_id)
+    }
+
+    async fn retry_failed(&self, id: &JobId) -> Result<JobId> {
+        self.require(self.caps.retry_failed, "retry_failed")?;
+        self.check_id(id)?;
+        let op = self
+            .profile
+            .operations
+            .retry_failed
+            .as_ref()
+            .ok_or_else(|| FarmError::unsupported("retry_failed", ADAPTER))?;
+        let reply = self
+            .client
+            .send(&self.call("retry_failed", op, &Self::id_scope(id), Some(id)))
+            .await?;
+        let new_id = self.id_from("retry_failed", op, &reply, Some(id))?;
+        self.finished.lock().expect("poisoned").remove(id.as_str());
+        self.remember(&new_id);
+        Ok(new_id)
+    }
+
+    async fn check(&self, request: &JobRequest) -> Result<CheckReport> {
+        self.require(self.caps.check, "check")?;
+        let reply = self.check_request(request).await?;
+        // A farm-v1 server answers `{message, placement}`; others may answer nothing.
+        let body: serde_json::Value = serde_json::from_str(&reply.body).unwrap_or_default();
+        let text = |key: &str| body.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+        Ok(CheckReport {
+            message: text("message").unwrap_or_else(|| "the farm accepted the request".into()),
+            estimated_start: body.get("estimated_start").and_then(|v| v.as_i64()),
+            placement: text("placement"),
+        })
     }
 
     async fn stop(&self, id: &JobId) -> Result<()> {

@@ -263,7 +263,7 @@ async fn listing_follows_every_page() {
 async fn the_server_check_endpoint_validates_without_storing() {
     let emu = Emulation::start(Dialect::FarmV1, Some(TOKEN)).await;
     let farm = HttpFarm::new(settings(&emu, "builtin")).unwrap();
-    farm.check(&quick_request("checked")).await.unwrap();
+    farm.check_request(&quick_request("checked")).await.unwrap();
     assert_eq!(emu.engine.count(), 0);
     assert_eq!(exchanges(&emu, "POST /v1/jobs:check"), 1);
 }

@@ -16,6 +16,7 @@ pub mod inputs;
 pub mod jobs;
 pub mod listing;
 pub mod logs;
+pub mod retry;
 pub mod staging;
 pub mod stop_start;
 pub mod submit;
@@ -80,6 +81,7 @@ macro_rules! for_each_check {
             submit::submit_sends_what_render_returns: "fault injection",
             jobs::finished_jobs_carry_ordered_times: "always",
             staging::installation_metadata_is_resolved_or_clearly_missing: "always",
+            retry::retrying_failed_tasks_runs_only_the_failed_frames_again: "retry_failed",
         }
     };
 }

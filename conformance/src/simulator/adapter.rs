@@ -116,6 +116,7 @@ impl SimFarm {
             Call::Get { id }
             | Call::Stop { id }
             | Call::Start { id }
+            | Call::RetryFailed { id }
             | Call::ReadLog { id, .. } => Some(id.clone()),
             _ => None,
         };
@@ -454,6 +455,13 @@ impl FarmPlugin for SimFarm {
             }
             Err(e) => Err(e),
         }
+    }
+
+    async fn retry_failed(&self, id: &JobId) -> Result<JobId> {
+        self.require(self.config.capabilities.retry_failed, "retry_failed")?;
+        self.send::<String>(Call::RetryFailed { id: id.to_string() })
+            .await
+            .map(JobId::new)
     }
 
     async fn stop(&self, id: &JobId) -> Result<()> {

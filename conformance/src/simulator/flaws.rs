@@ -103,6 +103,8 @@ pub enum Flaw {
     InstallationErrorIsNotConfig,
     /// Claims no capabilities but performs every operation anyway.
     ActsWithoutCapabilities,
+    /// Retrying failed tasks runs every frame of the job again.
+    RetryRerunsEveryFrame,
 }
 
 /// Which check each flaw is aimed at: the suite's own tests require that check to fail.
@@ -260,6 +262,10 @@ pub const FLAW_TARGETS: &[(Flaw, &str)] = &[
     (
         Flaw::ActsWithoutCapabilities,
         "an_unknown_id_gives_job_not_found_from_stop",
+    ),
+    (
+        Flaw::RetryRerunsEveryFrame,
+        "retrying_failed_tasks_runs_only_the_failed_frames_again",
     ),
 ];
 

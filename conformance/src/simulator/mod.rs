@@ -57,7 +57,6 @@ impl Default for SimulatorConfig {
             queue_delay: Duration::from_millis(20),
             slots: 8,
             capabilities: Capabilities {
-                retry_failed: false,
                 check: false,
                 ..Capabilities::ALL
             },
