@@ -429,10 +429,33 @@ pub fn task_for(request: &JobRequest, index: u32) -> Option<Task> {
     }
 }
 
-fn request_of(assignment: &Assignment) -> Result<(JobRequest, Task), String> {
-    let request: JobRequest = serde_json::from_value(assignment.request.clone())
-        .map_err(|e| format!("unreadable request: {e}"))?;
+/// The request of an assignment, parsed and validated once per job: a 100,000-frame job's
+/// frame set is not expanded again for each of its tasks.
+fn parsed_request(value: &serde_json::Value) -> Result<Arc<JobRequest>, String> {
+    static RECENT: std::sync::Mutex<Vec<(serde_json::Value, Arc<JobRequest>)>> =
+        std::sync::Mutex::new(Vec::new());
+    if let Some((_, request)) = RECENT
+        .lock()
+        .expect("poisoned")
+        .iter()
+        .find(|(v, _)| v == value)
+    {
+        return Ok(Arc::clone(request));
+    }
+    let request: JobRequest =
+        serde_json::from_value(value.clone()).map_err(|e| format!("unreadable request: {e}"))?;
     request.validate().map_err(|e| e.to_string())?;
+    let request = Arc::new(request);
+    let mut recent = RECENT.lock().expect("poisoned");
+    if recent.len() >= 8 {
+        recent.remove(0);
+    }
+    recent.push((value.clone(), Arc::clone(&request)));
+    Ok(request)
+}
+
+fn request_of(assignment: &Assignment) -> Result<(Arc<JobRequest>, Task), String> {
+    let request = parsed_request(&assignment.request)?;
     if let Some(frames) = &assignment.frames {
         let frames: FrameSet = frames
             .parse()

@@ -99,7 +99,7 @@ impl Store {
         tasks: i64,
     ) -> Result<Option<String>> {
         let mut stmt = tx.prepare_cached(
-            "SELECT idx, frame_set, first_frame, last_frame, reason, exit_code FROM tasks \
+            "SELECT idx, frame_set, first_frame, last_frame, reason, exit_code FROM tasks INDEXED BY tasks_failed \
              WHERE job_id = ?1 AND state = 'failed' ORDER BY idx",
         )?;
         type Row = (

@@ -192,10 +192,10 @@ impl Store {
             let first_reason = |state: TaskState| -> Result<Option<String>> {
                 let sql = match state {
                     TaskState::Queued => {
-                        "SELECT reason FROM tasks WHERE job_id = ?1 AND state = 'queued' AND reason IS NOT NULL ORDER BY idx LIMIT 1"
+                        "SELECT reason FROM tasks INDEXED BY tasks_requeued WHERE job_id = ?1 AND state = 'queued' AND reason IS NOT NULL ORDER BY idx LIMIT 1"
                     }
                     _ => {
-                        "SELECT reason FROM tasks WHERE job_id = ?1 AND state = 'cancelled' AND reason IS NOT NULL ORDER BY idx LIMIT 1"
+                        "SELECT reason FROM tasks INDEXED BY tasks_cancelled WHERE job_id = ?1 AND state = 'cancelled' AND reason IS NOT NULL ORDER BY idx LIMIT 1"
                     }
                 };
                 Ok(tx

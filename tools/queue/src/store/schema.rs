@@ -109,7 +109,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     PRIMARY KEY (job_id, idx)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS tasks_ready ON tasks(job_id, idx) WHERE state = 'queued';
-CREATE INDEX IF NOT EXISTS tasks_ended_badly ON tasks(job_id, state, idx) WHERE state IN ('failed', 'cancelled');
+CREATE INDEX IF NOT EXISTS tasks_failed ON tasks(job_id, idx) WHERE state = 'failed';
+CREATE INDEX IF NOT EXISTS tasks_cancelled ON tasks(job_id, idx) WHERE state = 'cancelled';
 CREATE INDEX IF NOT EXISTS tasks_requeued ON tasks(job_id, idx) WHERE state = 'queued' AND reason IS NOT NULL;
 CREATE TABLE IF NOT EXISTS assignments (
     id INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -38,7 +38,7 @@ impl Store {
             let Some(job) = chosen else { return Ok(None) };
             let (idx, tries, attempt, frame_set): (i64, i64, i64, Option<String>) = tx
                 .prepare_cached(
-                    "SELECT idx, tries, attempt, frame_set FROM tasks WHERE job_id = ?1 AND state = 'queued' ORDER BY idx LIMIT 1",
+                    "SELECT idx, tries, attempt, frame_set FROM tasks INDEXED BY tasks_ready WHERE job_id = ?1 AND state = 'queued' ORDER BY idx LIMIT 1",
                 )?
                 .query_row([job], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
             let now = self.tick();
