@@ -156,6 +156,7 @@ rejects! {
     rejects_check_refuses_runnable_requests: CheckRefusesRunnableRequests,
     rejects_check_creates_jobs: CheckCreatesJobs,
     rejects_check_ignores_capability: CheckIgnoresCapability,
+    rejects_retry_reruns_every_frame: RetryRerunsEveryFrame,
 }
 
 /// Every check is the target of at least one flaw, so every check is proven able to fail.

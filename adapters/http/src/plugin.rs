@@ -118,6 +118,12 @@ impl HttpFarm {
             (caps.list_jobs, ops.list.is_some(), "list_jobs"),
             (caps.stop, ops.stop.is_some(), "stop"),
             (caps.start, ops.start.is_some(), "start"),
+            (
+                caps.retry_failed,
+                ops.retry_failed.is_some(),
+                "retry_failed",
+            ),
+            (caps.check, ops.check.is_some(), "check"),
             (caps.read_log, ops.log.is_some(), "read_log"),
             (caps.check, ops.check.is_some(), "check"),
             (
@@ -539,6 +545,25 @@ impl FarmPlugin for HttpFarm {
             .send(&self.call("start", op, &Self::id_scope(id), Some(id)))
             .await?;
         let new_id = self.id_from("start", op, &reply, Some(id))?;
+        self.finished.lock().expect("poisoned").remove(id.as_str());
+        self.remember(&new_id);
+        Ok(new_id)
+    }
+
+    async fn retry_failed(&self, id: &JobId) -> Result<JobId> {
+        self.require(self.caps.retry_failed, "retry_failed")?;
+        self.check_id(id)?;
+        let op = self
+            .profile
+            .operations
+            .retry_failed
+            .as_ref()
+            .ok_or_else(|| FarmError::unsupported("retry_failed", ADAPTER))?;
+        let reply = self
+            .client
+            .send(&self.call("retry_failed", op, &Self::id_scope(id), Some(id)))
+            .await?;
+        let new_id = self.id_from("retry_failed", op, &reply, Some(id))?;
         self.finished.lock().expect("poisoned").remove(id.as_str());
         self.remember(&new_id);
         Ok(new_id)

@@ -255,6 +255,9 @@ pub struct Operations {
     /// Run a finished job again.
     #[serde(default)]
     pub start: Option<Operation>,
+    /// Run again only a job's failed and cancelled tasks.
+    #[serde(default)]
+    pub retry_failed: Option<Operation>,
     /// Read the render log from an offset.
     #[serde(default)]
     pub log: Option<Operation>,
@@ -444,7 +447,7 @@ pub struct Profile {
 fn provided(op: &str) -> &'static [&'static str] {
     match op {
         "submit" | "check" => &["request", "derived", "native"],
-        "get" | "stop" | "start" | "failure_reason" => &["id"],
+        "get" | "stop" | "start" | "retry_failed" | "failure_reason" => &["id"],
         "log" => &["id", "offset"],
         "list" => &["filter", "cursor"],
         _ => &[],
@@ -508,12 +511,13 @@ impl Profile {
     /// names used outside the table. Errors are `(path, text to find below it, message)`.
     fn check(&self) -> std::result::Result<(), (String, Option<String>, String)> {
         let ops = &self.operations;
-        let all: [(&str, Option<&Operation>); 9] = [
+        let all: [(&str, Option<&Operation>); 10] = [
             ("submit", Some(&ops.submit)),
             ("get", Some(&ops.get)),
             ("list", ops.list.as_ref()),
             ("stop", ops.stop.as_ref()),
             ("start", ops.start.as_ref()),
+            ("retry_failed", ops.retry_failed.as_ref()),
             ("log", ops.log.as_ref()),
             ("check", ops.check.as_ref()),
             ("capabilities", ops.capabilities.as_ref()),
@@ -619,6 +623,12 @@ impl Profile {
             (caps.list_jobs, ops.list.is_some(), "list"),
             (caps.stop, ops.stop.is_some(), "stop"),
             (caps.start, ops.start.is_some(), "start"),
+            (
+                caps.retry_failed,
+                ops.retry_failed.is_some(),
+                "retry_failed",
+            ),
+            (caps.check, ops.check.is_some(), "check"),
             (caps.read_log, ops.log.is_some(), "log"),
             (
                 caps.render_log,

@@ -96,6 +96,62 @@ pub async fn authenticate(http: &reqwest::Client, url: &str, token: &SecretStrin
     )))
 }
 
+/// Every task of job `id`, page by page (`GET /v1/jobs/{id}/tasks`). Call only after
+/// [`authenticate`]: it sends the token.
+pub async fn tasks(
+    http: &reqwest::Client,
+    url: &str,
+    token: &SecretString,
+    id: &farm_core::JobId,
+) -> Result<Vec<farm_queue::store::TaskRecord>> {
+    use secrecy::ExposeSecret;
+    #[derive(serde::Deserialize)]
+    struct Page {
+        tasks: Vec<farm_queue::store::TaskRecord>,
+        next_cursor: Option<String>,
+    }
+    let base = url.trim_end_matches('/');
+    let mut all = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut query = vec![("limit", "1000".to_owned())];
+        if let Some(c) = &cursor {
+            query.push(("cursor", c.clone()));
+        }
+        let Some(number) = farm_queue::store::parse_job_id(id.as_str()) else {
+            return Err(FarmError::job_not_found(id.clone()));
+        };
+        let reply = http
+            .get(format!("{base}/v1/jobs/{number}/tasks"))
+            .query(&query)
+            .bearer_auth(token.expose_secret())
+            .send()
+            .await
+            .map_err(|e| FarmError::Unavailable {
+                message: format!("no queue answers at {url}: {e}"),
+                source: Some(Box::new(e)),
+            })?;
+        let status = reply.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Err(FarmError::job_not_found(id.clone()));
+        }
+        let text = reply.text().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(FarmError::scheduler(format!(
+                "the queue answered {status} to the task list of job {id}: {text}"
+            )));
+        }
+        let page: Page = serde_json::from_str(&text).map_err(|e| {
+            FarmError::scheduler(format!("the queue's task list is unreadable: {e}"))
+        })?;
+        all.extend(page.tasks);
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return Ok(all),
+        }
+    }
+}
+
 /// The address of the queue's web page with a login code in the URL fragment
 /// (`URL/#code=...`), as `farm queue url` prints it: the running queue issues the code,
 /// valid for one login within a minute, so what the browser keeps in its history is worth

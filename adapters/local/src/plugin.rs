@@ -13,11 +13,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use farm_core::{
-    Capabilities, CommonSettings, FarmError, FarmPlugin, InstallationMetadata, Job, JobFilter,
-    JobId, JobRequest, JobState, LogChunk, RenderedJob, Result, SharedStaging,
+    Capabilities, CheckReport, CommonSettings, FarmError, FarmPlugin, InstallationMetadata, Job,
+    JobFilter, JobId, JobRequest, JobState, LogChunk, RenderedJob, Result, SharedStaging,
 };
 use farm_http::{HttpFarm, HttpSettings};
 use farm_queue::data_root::{DataRoot, TokenKind};
+use farm_queue::store::TaskRecord;
 use secrecy::SecretString;
 use uuid::Uuid;
 
@@ -227,6 +228,14 @@ fn http_settings(settings: &LocalSettings, url: &str, token: Option<SecretString
     let mut http = HttpSettings::new(url.to_owned()).with_timeout(settings.timeout);
     http.token = token;
     http.verify_capabilities = false;
+    // The protocol makes these optional; the local queue has them all, and its check
+    // knows every agent's resources.
+    http.capabilities = Some(Capabilities {
+        retry_failed: true,
+        check: true,
+        check_resources: true,
+        ..farm_http::Profile::builtin().capabilities()
+    });
     http
 }
 
@@ -314,5 +323,26 @@ impl FarmPlugin for LocalQueue {
 
     async fn stop(&self, id: &JobId) -> Result<()> {
         online!(self, |farm| farm.stop(id))
+    }
+
+    async fn retry_failed(&self, id: &JobId) -> Result<JobId> {
+        online!(self, |farm| farm.retry_failed(id))
+    }
+
+    async fn check(&self, request: &JobRequest) -> Result<CheckReport> {
+        request.validate()?;
+        online!(self, |farm| farm.check(request))
+    }
+}
+
+impl LocalQueue {
+    /// Every task of a job (`GET /v1/jobs/{id}/tasks`, page by page), for
+    /// `farm status --tasks`.
+    pub async fn tasks(&self, id: &JobId) -> Result<Vec<TaskRecord>> {
+        self.farm().await.map_err(|e| self.explain(e))?;
+        let online = self.online().await?;
+        crate::client::tasks(&self.probe, &self.url(), &online.token, id)
+            .await
+            .map_err(|e| self.explain(e))
     }
 }

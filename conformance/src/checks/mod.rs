@@ -17,6 +17,7 @@ pub mod inputs;
 pub mod jobs;
 pub mod listing;
 pub mod logs;
+pub mod retry;
 pub mod staging;
 pub mod stop_start;
 pub mod submit;
@@ -86,6 +87,7 @@ macro_rules! for_each_check {
             check::a_request_the_farm_can_never_run_is_refused_by_check: "check, check_resources",
             check::a_request_the_farm_can_run_passes_check: "check",
             check::checking_a_request_creates_no_job: "check, list_jobs",
+            retry::retrying_failed_tasks_runs_only_the_failed_frames_again: "retry_failed",
         }
     };
 }

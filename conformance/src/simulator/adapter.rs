@@ -117,6 +117,7 @@ impl SimFarm {
             Call::Get { id }
             | Call::Stop { id }
             | Call::Start { id }
+            | Call::RetryFailed { id }
             | Call::ReadLog { id, .. } => Some(id.clone()),
             _ => None,
         };
@@ -482,6 +483,13 @@ impl FarmPlugin for SimFarm {
             estimated_start: Some(native.start_ms),
             placement: Some(native.node),
         })
+    }
+
+    async fn retry_failed(&self, id: &JobId) -> Result<JobId> {
+        self.require(self.config.capabilities.retry_failed, "retry_failed")?;
+        self.send::<String>(Call::RetryFailed { id: id.to_string() })
+            .await
+            .map(JobId::new)
     }
 
     async fn stop(&self, id: &JobId) -> Result<()> {

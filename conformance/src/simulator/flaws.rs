@@ -115,6 +115,8 @@ pub enum Flaw {
     CheckCreatesJobs,
     /// `check` answers although the `check` capability is off.
     CheckIgnoresCapability,
+    /// Retrying failed tasks runs every frame of the job again.
+    RetryRerunsEveryFrame,
 }
 
 /// Which check each flaw is aimed at: the suite's own tests require that check to fail.
@@ -293,6 +295,10 @@ pub const FLAW_TARGETS: &[(Flaw, &str)] = &[
     (
         Flaw::CheckIgnoresCapability,
         "a_request_the_farm_can_run_passes_check",
+    ),
+    (
+        Flaw::RetryRerunsEveryFrame,
+        "retrying_failed_tasks_runs_only_the_failed_frames_again",
     ),
 ];
 

@@ -58,10 +58,7 @@ impl Default for SimulatorConfig {
         SimulatorConfig {
             queue_delay: Duration::from_millis(20),
             slots: 8,
-            capabilities: Capabilities {
-                retry_failed: false,
-                ..Capabilities::ALL
-            },
+            capabilities: Capabilities::ALL,
             reply_timeout: Duration::from_secs(2),
             state_dir: None,
             staging_root: None,

@@ -25,6 +25,7 @@ pub(super) enum Call {
     List,
     Stop { id: String },
     Start { id: String },
+    RetryFailed { id: String },
     ReadLog { id: String, offset: u64 },
     Check { payload: String },
 }
@@ -64,6 +65,8 @@ struct SimJob {
     cancel: CancellationToken,
     /// Stop was asked; the runner reports KILLED once processes are gone.
     stopping: bool,
+    /// Tasks that succeeded in this attempt: a retry of failed tasks skips them.
+    done_tasks: std::collections::BTreeSet<u32>,
 }
 
 #[derive(Default)]
@@ -170,6 +173,7 @@ impl SimScheduler {
             ),
             Call::Stop { id } => self.stop(&id),
             Call::Start { id } => self.start(&id),
+            Call::RetryFailed { id } => self.retry_failed(&id),
             Call::ReadLog { id, offset } => self.read_log(&id, offset),
         }
     }
@@ -237,6 +241,7 @@ impl SimScheduler {
                 native,
                 cancel: cancel.clone(),
                 stopping: false,
+                done_tasks: Default::default(),
             },
         );
         drop(st);
@@ -290,6 +295,7 @@ impl SimScheduler {
         let cancel = CancellationToken::new();
         job.cancel = cancel.clone();
         job.stopping = false;
+        job.done_tasks.clear();
         job.native.attempt = attempt;
         job.native.status = "QUEUED".into();
         job.native.detail = None;
@@ -301,6 +307,33 @@ impl SimScheduler {
             .join(format!("{n}.{attempt}.log"))
             .display()
             .to_string();
+        drop(st);
+        tokio::spawn(self.clone().run_attempt(n, attempt, cancel));
+        reply_ok(id)
+    }
+
+    /// Runs again the tasks of a finished, unsuccessful job that did not succeed, in the
+    /// same attempt (a done job, or one still running, is left alone).
+    fn retry_failed(&self, id: &str) -> String {
+        let Some(n) = self.find(id) else {
+            return reply_err("not_found", format!("no job {id}"));
+        };
+        let mut st = self.lock();
+        let job = st.jobs.get_mut(&n).expect("found");
+        if !matches!(job.native.status.as_str(), "ERROR" | "KILLED") {
+            return reply_ok(id);
+        }
+        if self.flawed(Flaw::RetryRerunsEveryFrame) {
+            job.done_tasks.clear();
+            job.native.frames_done = 0;
+        }
+        let cancel = CancellationToken::new();
+        job.cancel = cancel.clone();
+        job.stopping = false;
+        job.native.status = "QUEUED".into();
+        job.native.detail = None;
+        job.native.ended_ms = None;
+        let attempt = job.native.attempt;
         drop(st);
         tokio::spawn(self.clone().run_attempt(n, attempt, cancel));
         reply_ok(id)
@@ -427,6 +460,13 @@ impl SimScheduler {
         if self.flawed(Flaw::SkipsLastChunk) && tasks.len() > 1 {
             tasks.pop();
         }
+        let done = self
+            .lock()
+            .jobs
+            .get(&n)
+            .map(|j| j.done_tasks.clone())
+            .unwrap_or_default();
+        tasks.retain(|t| !done.contains(&t.index));
         let mut set = tokio::task::JoinSet::new();
         for task in tasks {
             let (sched, request, cancel) = (self.clone(), request.clone(), cancel.clone());
@@ -453,7 +493,10 @@ impl SimScheduler {
                 continue;
             };
             if outcome == TaskOutcome::Succeeded {
-                self.update(n, attempt, |job| job.native.frames_done += frames);
+                self.update(n, attempt, |job| {
+                    job.native.frames_done += frames;
+                    job.done_tasks.insert(index);
+                });
             }
             outcomes.push((index, outcome));
         }

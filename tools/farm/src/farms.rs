@@ -97,6 +97,11 @@ impl Farms {
             .unwrap_or_else(|| "local".to_owned())
     }
 
+    /// The named farm's configuration, if there is such a farm.
+    pub fn spec(&self, name: &str) -> Option<&farm_core::FarmSpec> {
+        self.config.farms.get(name)
+    }
+
     /// Builds the named farm.
     pub fn build(&self, name: &str) -> Result<Arc<dyn FarmPlugin>> {
         if !self.config.farms.contains_key(name) {

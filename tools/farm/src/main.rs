@@ -81,7 +81,7 @@ enum Command {
     /// Check requests without submitting and list every problem.
     Validate(commands::validate::Args),
     /// Show the state and details of jobs.
-    Status(IdsArgs),
+    Status(commands::status::Args),
     /// List jobs, optionally filtered.
     List(commands::list::Args),
     /// Print a job's render log; --follow keeps printing until the job ends.
@@ -89,7 +89,7 @@ enum Command {
     /// Stop jobs (a finished job is left as it is).
     Stop(IdsArgs),
     /// Start jobs again (a finished job runs a new attempt; a running one is left alone).
-    Start(IdsArgs),
+    Start(commands::start::Args),
     /// List the configured farms and what their adapters can do.
     Farms,
     /// Create (or find) the render context's directory that render nodes can read.

@@ -75,7 +75,7 @@ async fn statuses_problems_and_headers_follow_the_spec() {
         )
         .await
         .status(),
-        204
+        200
     );
 
     for missing in [
@@ -183,4 +183,143 @@ async fn pages_cover_every_job_once_and_delta_polling_sees_changes() {
             .iter()
             .all(|j| j["updated_at"].as_i64().unwrap() >= max_updated)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_are_listed_failed_frames_are_named_and_retried_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("queue");
+    let server = ServerProcess::start(&root, &["--agents", "1", "--agent-slots", "2"]);
+    let api = server.client();
+    let marks = dir.path().join("marks");
+    std::fs::create_dir_all(&marks).unwrap();
+    let script = "echo x >> \"$2/$1\"; case $1 in 4|7) [ -e \"$2/fixed\" ] || exit 3;; esac";
+    let job: serde_json::Value = api
+        .post_json(
+            "/v1/jobs",
+            json!({"name": "ten", "frames": "1-10", "commands": [["/bin/sh", "-c", script, "sh", "{frame}", marks.display().to_string()]]}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = job["id"].as_str().unwrap().to_owned();
+    let failed = eventually("the job fails", Duration::from_secs(30), || async {
+        let j: serde_json::Value = api
+            .get(&format!("/v1/jobs/{id}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        (j["state"] == "Failed").then_some(j)
+    })
+    .await;
+    assert_eq!(failed["reason"], "frames 4, 7 failed: exit code 3");
+    let page: serde_json::Value = api
+        .get(&format!("/v1/jobs/{id}/tasks?state=failed&limit=1"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["tasks"][0]["frames"], "4");
+    assert_eq!(page["tasks"][0]["exit_code"], 3);
+    assert_eq!(page["tasks"][0]["attempt"], 1);
+    assert!(page["tasks"][0]["agent"].is_string(), "{page}");
+    assert!(page["tasks"][0]["log_offset"].is_u64(), "{page}");
+    assert_eq!(page["next_cursor"], "3");
+    let rest: serde_json::Value = api
+        .get(&format!("/v1/jobs/{id}/tasks?state=failed&cursor=3"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rest["tasks"][0]["frames"], "7");
+    assert!(rest["next_cursor"].is_null());
+
+    std::fs::write(marks.join("fixed"), "").unwrap();
+    let retried = api
+        .post_json(&format!("/v1/jobs/{id}:retry-failed"), json!({}))
+        .await;
+    assert_eq!(retried.status(), 200);
+    let done = eventually(
+        "the retried job completes",
+        Duration::from_secs(30),
+        || async {
+            let j: serde_json::Value = api
+                .get(&format!("/v1/jobs/{id}"))
+                .await
+                .json()
+                .await
+                .unwrap();
+            (j["state"] == "Completed").then_some(j)
+        },
+    )
+    .await;
+    assert_eq!(done["id"], id.as_str());
+    assert_eq!(done["attempt"], 1);
+    for frame in 1..=10 {
+        let runs = std::fs::read_to_string(marks.join(frame.to_string()))
+            .unwrap()
+            .lines()
+            .count();
+        assert_eq!(
+            runs,
+            if frame == 4 || frame == 7 { 2 } else { 1 },
+            "frame {frame}"
+        );
+    }
+    let all: serde_json::Value = api
+        .get(&format!("/v1/jobs/{id}/tasks"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let attempts: Vec<u64> = all["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["attempt"].as_u64().unwrap())
+        .collect();
+    assert_eq!(attempts, [1, 1, 1, 2, 1, 1, 2, 1, 1, 1]);
+
+    let too_big = api
+        .post_json(
+            "/v1/jobs:check",
+            json!({"name": "x", "commands": [["true"]], "resources": {"cpus": 1000}}),
+        )
+        .await;
+    assert_eq!(too_big.status(), 422);
+    let problem: serde_json::Value = too_big.json().await.unwrap();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no agent has 1000 cpus (largest: "),
+        "{problem}"
+    );
+    assert_eq!(problem["field"], "resources.cpus");
+    let fits: serde_json::Value = api
+        .post_json(
+            "/v1/jobs:check",
+            json!({"name": "x", "commands": [["true"]]}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        fits["message"].as_str().unwrap().contains("could run it"),
+        "{fits}"
+    );
+    let waiting: serde_json::Value = api
+        .post_json(
+            "/v1/jobs",
+            json!({"name": "pool", "commands": [["true"]], "native": {"local": {"pool": "lighting"}}}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(waiting["state"], "Waiting");
+    assert_eq!(waiting["reason"], "no agent has the tag lighting");
 }

@@ -8,9 +8,21 @@
 //! - server memory once it holds the given number of finished jobs;
 //! - list latency at that size (first page, filters, delta polling, a deep cursor).
 //!
+//! With `--mode scale`: one 100,000-frame job against 100,000 one-frame jobs in the same
+//! run (per-task cost must not grow with the job), and tasks per second against the
+//! fork+exec limit measured in the same run. With `--mode agents`: 1,000 simulated agents
+//! (no processes) against one server, lease latency and server CPU.
+//!
 //! Prints a Markdown report (the figures in `docs/performance.md` come from it).
 //! Build the server with `cargo build --release -p farm`, then run
-//! `cargo bench -p farm-queue --bench load -- --jobs 5000 --memory-jobs 100000`.
+//! `cargo bench -p farm-queue --bench load -- --jobs 5000 --memory-jobs 100000`,
+//! `cargo bench -p farm-queue --bench load -- --mode scale --agents 2 --agent-slots 4`, and
+//! `cargo bench -p farm-queue --bench load -- --mode agents` (`--quick` for smaller runs).
+
+#[path = "load/agents.rs"]
+mod agents;
+#[path = "load/scale.rs"]
+mod scale;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -27,6 +39,28 @@ use serde_json::{Value, json};
     about = "Benchmark the local queue end to end"
 )]
 struct Args {
+    /// What to measure: `full` (latency, throughput, memory, lists), `scale` (one big job
+    /// vs many small ones, against the fork+exec limit), `agents` (simulated agents).
+    #[arg(long, default_value = "full")]
+    mode: String,
+    /// Smaller runs: 10,000 frames in `scale`, 10 s in `agents`.
+    #[arg(long)]
+    quick: bool,
+    /// Frames of the big job, and number of one-frame jobs, in `scale`.
+    #[arg(long, default_value_t = 100_000)]
+    frames: usize,
+    /// Tasks each local agent runs at once.
+    #[arg(long, default_value_t = 1)]
+    agent_slots: u32,
+    /// Simulated agents in `agents`.
+    #[arg(long, default_value_t = 1000)]
+    sim_agents: usize,
+    /// How long the simulated agents run, in seconds.
+    #[arg(long, default_value_t = 30)]
+    sim_seconds: u64,
+    /// How long a simulated task "runs", in ms.
+    #[arg(long, default_value_t = 2000)]
+    sim_task_ms: u64,
     /// Jobs for the throughput run.
     #[arg(long, default_value_t = 5000)]
     jobs: usize,
@@ -82,11 +116,15 @@ struct Client {
 impl Client {
     async fn submit(&self, name: &str, tag: &str) -> Value {
         let body = json!({"name": name, "commands": [["true"]], "tags": [tag]});
+        self.submit_body(&body).await
+    }
+
+    async fn submit_body(&self, body: &Value) -> Value {
         let response = self
             .http
             .post(format!("{}/v1/jobs", self.url))
             .bearer_auth(&self.token)
-            .json(&body)
+            .json(body)
             .send()
             .await
             .expect("submit");
@@ -199,7 +237,14 @@ fn start_server(args: &Args) -> (Server, String) {
             "--port",
             "0",
             "--agents",
-            &args.agents.to_string(),
+            &if args.mode == "agents" {
+                0
+            } else {
+                args.agents
+            }
+            .to_string(),
+            "--agent-slots",
+            &args.agent_slots.to_string(),
             "--data-root",
         ])
         .arg(&root)
@@ -262,9 +307,34 @@ async fn main() {
         .unwrap_or_default();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
-        "# farm-queue load benchmark\n\nmachine: {cores} cores ({cpu}); {} local agents; server args {:?}\n",
-        args.agents, args.serve_arg
+        "# farm-queue load benchmark\n\nmachine: {cores} cores ({cpu}); {} local agents of {} slots; server args {:?}\n",
+        args.agents, args.agent_slots, args.serve_arg
     );
+    match args.mode.as_str() {
+        "scale" => {
+            run_batch(&client, 20, 4, "warmup").await;
+            let frames = if args.quick { 10_000 } else { args.frames };
+            let agents = format!("{} agents of {} slots", args.agents, args.agent_slots);
+            scale::run(&client, frames, args.concurrency, &agents).await;
+            return;
+        }
+        "agents" => {
+            let token = std::fs::read_to_string(server._dir.path().join("queue/agent.token"))
+                .expect("agent token");
+            let seconds = if args.quick { 10 } else { args.sim_seconds };
+            agents::run(
+                &client,
+                token.trim(),
+                pid,
+                args.sim_agents,
+                seconds,
+                args.sim_task_ms,
+            )
+            .await;
+            return;
+        }
+        _ => {}
+    }
 
     // Warm up: agents registered, caches hot.
     run_batch(&client, 20, 4, "warmup").await;

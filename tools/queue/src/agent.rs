@@ -1,5 +1,6 @@
-//! An agent: one process that runs one task at a time for a queue server, on this machine or
-//! another one.
+//! An agent: one process that runs up to `slots` tasks at once for a queue server, on this
+//! machine or another one, and advertises what it offers (cpus, memory, gpus, tags) so the
+//! server sends it only tasks that fit.
 //!
 //! Output goes to a spool file in the agent's work directory and is uploaded by byte offset,
 //! so remote agents need no shared file system and a server restart loses nothing: the agent
@@ -19,6 +20,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::sync::CancellationToken;
 
+use crate::placement::Capacity;
 use crate::wire::{
     AGENT_MARK_ENV, AGENT_TOKEN_ENV, AgentHello, Assignment, Beat, Orders, Received, Starting,
     TaskReport, Welcome,
@@ -48,6 +50,8 @@ pub struct AgentConfig {
     pub reconnect_timeout: Option<Duration>,
     /// Time between SIGTERM and SIGKILL when a task is stopped.
     pub kill_grace: Duration,
+    /// What it offers: slots (tasks at once), cpus, memory, gpus, tags.
+    pub capacity: Capacity,
 }
 
 /// This host's name.
@@ -189,7 +193,21 @@ fn without_url(err: &reqwest::Error) -> String {
     text
 }
 
-/// Runs an agent until `shutdown` is cancelled (then the current task is stopped and
+/// The assignments an agent runs, each with the token that stops it; the agent's one
+/// heartbeat loop reports them and cancels those the server takes back.
+type Running = Arc<std::sync::Mutex<std::collections::HashMap<i64, CancellationToken>>>;
+
+/// How one worker (one slot) stopped.
+enum WorkerEnd {
+    /// The agent is shutting down.
+    Shutdown,
+    /// The server no longer knows this agent: register again.
+    Lost,
+    /// Cannot go on.
+    Fatal(FarmError),
+}
+
+/// Runs an agent until `shutdown` is cancelled (then its running tasks are stopped and
 /// requeued, and the agent deregisters) or the server stays unreachable longer than the
 /// reconnect timeout.
 pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(), FarmError> {
@@ -203,12 +221,18 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         )
     })?;
     let link = Arc::new(Link::new(&config.server, config.token.clone())?);
+    let capacity = &config.capacity;
     let hello = AgentHello {
         name: config.name.clone(),
         hostname: hostname(),
         pid: i64::from(std::process::id()),
         local: config.local,
         version: env!("CARGO_PKG_VERSION").into(),
+        slots: capacity.slots.clamp(1, 1024) as u32,
+        cpus: capacity.cpus,
+        memory_mib: capacity.memory_mib,
+        gpus: capacity.gpus,
+        tags: capacity.tags.clone(),
     };
     loop {
         let welcome = tokio::select! {
@@ -217,74 +241,119 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         };
         let agent = welcome.agent_id;
         let beat = Duration::from_millis(welcome.heartbeat_ms.max(50));
-        tracing::info!(agent, name = %config.name, server = %config.server, "registered");
-        let mut last_contact = Instant::now();
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            if shutdown.is_cancelled() {
-                let path = format!("/agent/v1/agents/{agent}");
-                let _ = link
-                    .call(
-                        reqwest::Method::DELETE,
-                        &path,
-                        None,
-                        None,
-                        Duration::from_secs(3),
-                    )
-                    .await;
-                tracing::info!(agent, "stopped");
-                return Ok(());
+        tracing::info!(agent, name = %config.name, server = %config.server, slots = hello.slots, "registered");
+        let lost = CancellationToken::new();
+        let running: Running = Arc::default();
+        let heart = tokio::spawn(heartbeat(
+            Arc::clone(&link),
+            agent,
+            beat,
+            Arc::clone(&running),
+            lost.clone(),
+        ));
+        let workers = (0..hello.slots)
+            .map(|_| worker(&link, agent, beat, &config, &shutdown, &lost, &running));
+        let ends = futures::future::join_all(workers).await;
+        lost.cancel();
+        let _ = heart.await;
+        if let Some(fatal) = ends.into_iter().find_map(|e| match e {
+            WorkerEnd::Fatal(e) => Some(e),
+            _ => None,
+        }) {
+            return Err(fatal);
+        }
+        if shutdown.is_cancelled() {
+            let path = format!("/agent/v1/agents/{agent}");
+            let _ = link
+                .call(
+                    reqwest::Method::DELETE,
+                    &path,
+                    None,
+                    None,
+                    Duration::from_secs(3),
+                )
+                .await;
+            tracing::info!(agent, "stopped");
+            return Ok(());
+        }
+        tracing::warn!(
+            agent,
+            "the server no longer knows this agent; registering again"
+        );
+    }
+}
+
+/// One slot: leases a task, runs it, reports it, and again.
+async fn worker(
+    link: &Arc<Link>,
+    agent: i64,
+    beat: Duration,
+    config: &AgentConfig,
+    shutdown: &CancellationToken,
+    lost: &CancellationToken,
+    running: &Running,
+) -> WorkerEnd {
+    let mut last_contact = Instant::now();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if shutdown.is_cancelled() {
+            return WorkerEnd::Shutdown;
+        }
+        if lost.is_cancelled() {
+            return WorkerEnd::Lost;
+        }
+        let path = format!(
+            "/agent/v1/agents/{agent}/lease?wait_ms={}",
+            beat.as_millis()
+        );
+        let lease = tokio::select! {
+            r = link.call(reqwest::Method::POST, &path, None, Some(serde_json::json!({})), beat + Duration::from_secs(10)) => r,
+            () = shutdown.cancelled() => continue,
+            () = lost.cancelled() => continue,
+        };
+        match link.json::<Assignment>(lease).await {
+            Ok(Some(assignment)) => {
+                last_contact = Instant::now();
+                backoff = Duration::from_millis(100);
+                if let Err(gone) =
+                    run_assignment(link, agent, assignment, config, shutdown, running).await
+                {
+                    tracing::warn!(agent, reason = %gone, "the server no longer knows this agent");
+                    lost.cancel();
+                    return WorkerEnd::Lost;
+                }
             }
-            let path = format!(
-                "/agent/v1/agents/{agent}/lease?wait_ms={}",
-                beat.as_millis()
-            );
-            let lease = tokio::select! {
-                r = link.call(reqwest::Method::POST, &path, None, Some(serde_json::json!({})), beat + Duration::from_secs(10)) => r,
-                () = shutdown.cancelled() => continue,
-            };
-            match link.json::<Assignment>(lease).await {
-                Ok(Some(assignment)) => {
-                    last_contact = Instant::now();
-                    backoff = Duration::from_millis(100);
-                    if let Err(gone) =
-                        run_assignment(&link, agent, beat, assignment, &config, &shutdown).await
-                    {
-                        tracing::warn!(agent, reason = %gone, "the server no longer knows this agent; registering again");
-                        break;
-                    }
-                }
-                Ok(None) => {
-                    last_contact = Instant::now();
-                    backoff = Duration::from_millis(100);
-                }
-                Err(CallError::Gone(why)) => {
-                    tracing::warn!(agent, %why, "registering again");
-                    break;
-                }
-                Err(CallError::Refused(why)) => {
-                    return Err(FarmError::permission_denied(format!(
-                        "the queue refused the agent token: {why}"
+            Ok(None) => {
+                last_contact = Instant::now();
+                backoff = Duration::from_millis(100);
+            }
+            Err(CallError::Gone(why)) => {
+                tracing::warn!(agent, %why, "registering again");
+                lost.cancel();
+                return WorkerEnd::Lost;
+            }
+            Err(CallError::Refused(why)) => {
+                return WorkerEnd::Fatal(FarmError::permission_denied(format!(
+                    "the queue refused the agent token: {why}"
+                )));
+            }
+            Err(other) => {
+                let why = other.to_string();
+                if let Some(limit) = config.reconnect_timeout
+                    && last_contact.elapsed() > limit
+                {
+                    return WorkerEnd::Fatal(FarmError::unavailable(format!(
+                        "the queue at {} has been unreachable for {}: {why}",
+                        config.server,
+                        humantime::format_duration(limit)
                     )));
                 }
-                Err(other) => {
-                    let why = other.to_string();
-                    if let Some(limit) = config.reconnect_timeout
-                        && last_contact.elapsed() > limit
-                    {
-                        return Err(FarmError::unavailable(format!(
-                            "the queue at {} has been unreachable for {}: {why}",
-                            config.server,
-                            humantime::format_duration(limit)
-                        )));
-                    }
-                    tracing::debug!(%why, "lease failed; retrying");
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
-                        () = shutdown.cancelled() => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                tracing::debug!(%why, "lease failed; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = shutdown.cancelled() => {}
                 }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
             }
         }
     }
@@ -360,10 +429,45 @@ pub fn task_for(request: &JobRequest, index: u32) -> Option<Task> {
     }
 }
 
-fn request_of(assignment: &Assignment) -> Result<(JobRequest, Task), String> {
-    let request: JobRequest = serde_json::from_value(assignment.request.clone())
-        .map_err(|e| format!("unreadable request: {e}"))?;
+/// The request of an assignment, parsed and validated once per job: a 100,000-frame job's
+/// frame set is not expanded again for each of its tasks.
+fn parsed_request(value: &serde_json::Value) -> Result<Arc<JobRequest>, String> {
+    static RECENT: std::sync::Mutex<Vec<(serde_json::Value, Arc<JobRequest>)>> =
+        std::sync::Mutex::new(Vec::new());
+    if let Some((_, request)) = RECENT
+        .lock()
+        .expect("poisoned")
+        .iter()
+        .find(|(v, _)| v == value)
+    {
+        return Ok(Arc::clone(request));
+    }
+    let request: JobRequest =
+        serde_json::from_value(value.clone()).map_err(|e| format!("unreadable request: {e}"))?;
     request.validate().map_err(|e| e.to_string())?;
+    let request = Arc::new(request);
+    let mut recent = RECENT.lock().expect("poisoned");
+    if recent.len() >= 8 {
+        recent.remove(0);
+    }
+    recent.push((value.clone(), Arc::clone(&request)));
+    Ok(request)
+}
+
+fn request_of(assignment: &Assignment) -> Result<(Arc<JobRequest>, Task), String> {
+    let request = parsed_request(&assignment.request)?;
+    if let Some(frames) = &assignment.frames {
+        let frames: FrameSet = frames
+            .parse()
+            .map_err(|e| format!("unreadable frames {frames:?}: {e}"))?;
+        return Ok((
+            request,
+            Task {
+                index: assignment.task_index,
+                frames: Some(frames),
+            },
+        ));
+    }
     let task = task_for(&request, assignment.task_index)
         .ok_or_else(|| format!("the job has no task {}", assignment.task_index))?;
     Ok((request, task))
@@ -374,10 +478,10 @@ fn request_of(assignment: &Assignment) -> Result<(JobRequest, Task), String> {
 async fn run_assignment(
     link: &Arc<Link>,
     agent: i64,
-    beat: Duration,
     assignment: Assignment,
     config: &AgentConfig,
     shutdown: &CancellationToken,
+    running: &Running,
 ) -> Result<(), String> {
     let id = assignment.assignment_id;
     let base = format!("/agent/v1/agents/{agent}/assignments/{id}");
@@ -413,16 +517,10 @@ async fn run_assignment(
     let _ = std::fs::remove_file(&spool);
     let cancel = CancellationToken::new();
     let done = CancellationToken::new();
-    let agent_gone = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let heart = tokio::spawn(heartbeat(
-        Arc::clone(link),
-        agent,
-        id,
-        beat,
-        cancel.clone(),
-        done.clone(),
-        Arc::clone(&agent_gone),
-    ));
+    running
+        .lock()
+        .expect("running poisoned")
+        .insert(id, cancel.clone());
     let uploads = tokio::spawn(upload(
         Arc::clone(link),
         base.clone(),
@@ -469,11 +567,10 @@ async fn run_assignment(
         }
     };
     done.cancel();
-    let _ = heart.await;
+    running.lock().expect("running poisoned").remove(&id);
     let uploaded = uploads
         .await
         .unwrap_or(Err(CallError::Server("upload task failed".into())));
-    let gone = agent_gone.load(std::sync::atomic::Ordering::SeqCst);
     if let Err(e) = &uploaded {
         tracing::warn!(assignment = id, error = %e, "log upload ended early");
     }
@@ -499,11 +596,7 @@ async fn run_assignment(
         }
     }
     let _ = std::fs::remove_file(&spool);
-    if gone {
-        Err("the server declared this agent lost".into())
-    } else {
-        Ok(())
-    }
+    Ok(())
 }
 
 /// Retries transport failures with backoff until `deadline` (forever without one).
@@ -528,46 +621,72 @@ where
     }
 }
 
-/// Long-polls heartbeats while the task runs; cancels the task when the server says so.
+/// The agent's heartbeat: long-polls with the assignments it runs, stops those the server
+/// asks it to, and when the server no longer knows the agent stops them all and says so
+/// (`lost`), until `lost` is cancelled.
 async fn heartbeat(
     link: Arc<Link>,
     agent: i64,
-    assignment: i64,
     beat: Duration,
-    cancel: CancellationToken,
-    done: CancellationToken,
-    agent_gone: Arc<std::sync::atomic::AtomicBool>,
+    running: Running,
+    lost: CancellationToken,
 ) {
     let path = format!(
         "/agent/v1/agents/{agent}/heartbeat?wait_ms={}",
         beat.as_millis()
     );
-    let body = serde_json::to_value(Beat {
-        running: vec![assignment],
-    })
-    .expect("serialises");
     loop {
+        let ids: Vec<i64> = running
+            .lock()
+            .expect("running poisoned")
+            .keys()
+            .copied()
+            .collect();
+        let body = serde_json::to_value(Beat { running: ids }).expect("serialises");
         let reply = tokio::select! {
-            r = link.call(reqwest::Method::POST, &path, None, Some(body.clone()), beat + Duration::from_secs(10)) => r,
-            () = done.cancelled() => return,
+            r = link.call(reqwest::Method::POST, &path, None, Some(body), beat + Duration::from_secs(10)) => r,
+            () = lost.cancelled() => return,
         };
         match link.json::<Orders>(reply).await {
-            Ok(Some(orders)) if orders.cancel.contains(&assignment) => {
-                tracing::info!(assignment, "the server asked to stop the task");
-                cancel.cancel();
+            Ok(Some(orders)) => {
+                stop_these(&running, &orders.cancel);
+                if !orders.cancel.is_empty() {
+                    // Do not ask again at once while the task is being stopped.
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                        () = lost.cancelled() => return,
+                    }
+                }
             }
-            Ok(_) => {}
+            Ok(None) => {}
             Err(CallError::Gone(why)) => {
-                tracing::warn!(agent, %why, "declared lost; stopping the task");
-                agent_gone.store(true, std::sync::atomic::Ordering::SeqCst);
-                cancel.cancel();
+                tracing::warn!(agent, %why, "declared lost; stopping its tasks");
+                let all: Vec<i64> = running
+                    .lock()
+                    .expect("running poisoned")
+                    .keys()
+                    .copied()
+                    .collect();
+                stop_these(&running, &all);
+                lost.cancel();
+                return;
             }
             Err(_) => {
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_millis(250)) => {}
-                    () = done.cancelled() => return,
+                    () = lost.cancelled() => return,
                 }
             }
+        }
+    }
+}
+
+fn stop_these(running: &Running, ids: &[i64]) {
+    let running = running.lock().expect("running poisoned");
+    for id in ids {
+        if let Some(cancel) = running.get(id) {
+            tracing::info!(assignment = id, "stopping the task");
+            cancel.cancel();
         }
     }
 }

@@ -15,7 +15,8 @@ use serde_json::json;
 use crate::auth;
 use crate::problem::{Problem, db};
 use crate::server::AppState;
-use crate::store::{ListQuery, StoreError};
+use crate::state::TaskState;
+use crate::store::{ListQuery, StoreError, TaskQuery};
 
 fn note_activity(state: &AppState) {
     state.last_activity.store(now_millis(), Ordering::Relaxed);
@@ -54,8 +55,6 @@ pub async fn health(
 /// into the data root), so the protocol itself does not offer it.
 pub const SERVER_CAPABILITIES: Capabilities = Capabilities {
     stage_files: false,
-    retry_failed: false,
-    check: false,
     ..Capabilities::ALL
 };
 
@@ -159,7 +158,8 @@ pub async fn submit(
     Ok(response)
 }
 
-/// `POST /v1/jobs:check`.
+/// `POST /v1/jobs:check`: 200 with whether and where it could run, or 422 naming what no
+/// agent has ("no agent has 1000 cpus (largest: 8)").
 pub async fn check(State(state): State<AppState>, body: Bytes) -> Result<Response, Problem> {
     note_activity(&state);
     let (request, _) = parse_request(&body)?;
@@ -179,7 +179,8 @@ pub async fn check(State(state): State<AppState>, body: Bytes) -> Result<Respons
             .into());
         }
     }
-    Ok(StatusCode::NO_CONTENT.into_response())
+    let placement = db(&state, move |s| s.placement(&request)).await?;
+    Ok(Json(placement).into_response())
 }
 
 fn parse_int(key: &str, value: &str, min: i64, max: i64) -> Result<i64, Problem> {
@@ -397,12 +398,15 @@ pub async fn job_action(
     } else if let Some(id) = segment.strip_suffix(":start") {
         let id = id.to_owned();
         db(&state, move |s| s.start(&id)).await?
+    } else if let Some(id) = segment.strip_suffix(":retry-failed") {
+        let id = id.to_owned();
+        db(&state, move |s| s.retry_failed(&id)).await?
     } else {
         // `POST /v1/jobs/{id}`: the resource exists for GET only (the Allow header says so).
         return Err(Problem::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "Method not allowed",
-            "POST to a job's :stop or :start",
+            "POST to a job's :stop, :start or :retry-failed",
         ));
     };
     Ok(Json(record).into_response())
@@ -430,6 +434,54 @@ fn stopper(headers: &axum::http::HeaderMap) -> String {
         format!("an HTTP client ({agent})")
     };
     format!("{user} from {client}")
+}
+
+/// `GET /v1/jobs/{id}/tasks`: a page of the job's tasks in index order.
+pub async fn tasks(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, Problem> {
+    note_activity(&state);
+    let mut query = TaskQuery {
+        limit: 100,
+        ..Default::default()
+    };
+    for (key, value) in form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes()) {
+        match key.as_ref() {
+            "state" => {
+                let task_state = TaskState::parse(&value).ok_or_else(|| {
+                    Problem::bad_request(
+                        format!("state: {value:?} is not a task state (blocked, queued, dispatched, running, done, failed, cancelled)"),
+                        Some("state"),
+                    )
+                })?;
+                if !query.states.contains(&task_state) {
+                    query.states.push(task_state);
+                }
+            }
+            "cursor" => {
+                let valid = !value.is_empty()
+                    && value.len() <= 10
+                    && value.bytes().all(|b| b.is_ascii_digit());
+                query.after = Some(
+                    valid
+                        .then(|| value.parse::<u32>().ok())
+                        .flatten()
+                        .ok_or_else(|| {
+                            Problem::bad_request(
+                                "cursor is not a next_cursor this server returned",
+                                Some("cursor"),
+                            )
+                        })?,
+                );
+            }
+            "limit" => query.limit = parse_int("limit", &value, 1, 1000)? as u32,
+            _ => {}
+        }
+    }
+    let (tasks, next) = db(&state, move |s| s.tasks(&id, &query)).await?;
+    Ok(Json(json!({ "tasks": tasks, "next_cursor": next.map(|n| n.to_string()) })).into_response())
 }
 
 /// `GET /v1/jobs/{id}/log`.

@@ -31,6 +31,7 @@ pub mod agent_api;
 pub mod api;
 pub mod auth;
 pub mod data_root;
+pub mod placement;
 pub mod problem;
 pub mod remote;
 pub mod server;

@@ -229,12 +229,20 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, FarmError> {
     };
     let store = {
         let (db, logs) = (root.database(), root.job_logs());
+        let (local_agents, local_slots) = (config.agents, config.launcher.slots);
         tokio::task::spawn_blocking(move || -> Result<Store, FarmError> {
             let store = Store::open(&db, &logs, store_options).map_err(|e| {
                 FarmError::scheduler(format!("cannot open the queue database: {e}"))
             })?;
             let agents = store
                 .recover()
+                .map_err(|e| FarmError::scheduler(format!("cannot recover the queue: {e}")))?;
+            let local = (local_agents > 0).then(|| crate::placement::Capacity {
+                slots: u64::from(local_slots.max(1)),
+                ..crate::placement::this_machine()
+            });
+            store
+                .expect_local_agents(local)
                 .map_err(|e| FarmError::scheduler(format!("cannot recover the queue: {e}")))?;
             if agents > 0 {
                 tracing::info!(agents, "waiting for known agents to reconnect");
@@ -374,6 +382,7 @@ fn router(state: AppState) -> Router {
         .route("/v1/jobs:check", post(api::check))
         .route("/v1/jobs/{id}", get(api::get_job).post(api::job_action))
         .route("/v1/jobs/{id}/log", get(api::read_log))
+        .route("/v1/jobs/{id}/tasks", get(api::tasks))
         .route("/v1/agents", get(api::agents))
         .route("/web/v1/login-codes", post(api::issue_login_code))
         .route_layer(middleware::from_fn_with_state(
@@ -433,9 +442,14 @@ fn allowed_methods(path: &str) -> Option<&'static str> {
     }
     let rest = path.strip_prefix("/v1/jobs/")?;
     match rest.split_once('/') {
-        Some((id, "log")) if !id.is_empty() => Some("GET"),
+        Some((id, "log" | "tasks")) if !id.is_empty() => Some("GET"),
         Some(_) => None,
-        None if rest.ends_with(":stop") || rest.ends_with(":start") => Some("POST"),
+        None if rest.ends_with(":stop")
+            || rest.ends_with(":start")
+            || rest.ends_with(":retry-failed") =>
+        {
+            Some("POST")
+        }
         None if !rest.is_empty() => Some("GET"),
         None => None,
     }
@@ -544,6 +558,8 @@ mod tests {
         assert_eq!(allowed_methods("/v1/jobs/12"), Some("GET"));
         assert_eq!(allowed_methods("/v1/jobs/12:stop"), Some("POST"));
         assert_eq!(allowed_methods("/v1/jobs/12/log"), Some("GET"));
+        assert_eq!(allowed_methods("/v1/jobs/12/tasks"), Some("GET"));
+        assert_eq!(allowed_methods("/v1/jobs/12:retry-failed"), Some("POST"));
         assert_eq!(allowed_methods("/v1/jobs/12/other"), None);
         assert_eq!(allowed_methods("/agent/v1/agents"), None);
         assert_eq!(allowed_methods("/web/v1/session"), Some("POST"));

@@ -62,6 +62,8 @@ pub struct AgentLauncher {
     pub args: Vec<String>,
     /// How long an agent gives a stopped task between SIGTERM and SIGKILL.
     pub kill_grace: Duration,
+    /// Tasks each local agent runs at once (passed as `--slots` when above 1).
+    pub slots: u32,
 }
 
 impl AgentLauncher {
@@ -71,6 +73,7 @@ impl AgentLauncher {
             program: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("farm")),
             args: vec!["agent".into()],
             kill_grace: Duration::from_secs(5),
+            slots: 1,
         }
     }
 
@@ -287,6 +290,12 @@ impl Supervisor {
             .arg("--reconnect-timeout")
             .arg("10m")
             .arg("--local")
+            .args(
+                (self.launcher.slots > 1)
+                    .then(|| ["--slots".to_owned(), self.launcher.slots.to_string()])
+                    .into_iter()
+                    .flatten(),
+            )
             .env(AGENT_TOKEN_ENV, self.agent_token.expose_secret())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

@@ -13,7 +13,7 @@ pub const AGENT_TOKEN_ENV: &str = "FARM_AGENT_TOKEN";
 pub const AGENT_MARK_ENV: &str = "FARM_QUEUE_AGENT";
 
 /// What registering an agent needs.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct AgentHello {
     /// A name for people (`local-1`, `render07-0`).
     pub name: String,
@@ -27,6 +27,25 @@ pub struct AgentHello {
     /// The agent's version.
     #[serde(default)]
     pub version: String,
+    /// Tasks it runs at once (at least 1).
+    #[serde(default = "one")]
+    pub slots: u32,
+    /// CPU cores it offers to tasks' `resources.cpus`.
+    #[serde(default)]
+    pub cpus: u64,
+    /// Memory it offers to tasks' `resources.memory`, in MiB.
+    #[serde(default)]
+    pub memory_mib: u64,
+    /// GPUs it offers to tasks' `resources.gpus`.
+    #[serde(default)]
+    pub gpus: u64,
+    /// Its tags: pools and groups a request can ask for (`native.local: {pool: lighting}`).
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// A task handed to an agent.
@@ -38,12 +57,17 @@ pub struct Assignment {
     pub job_id: String,
     /// The task (chunk) index, from 0.
     pub task_index: u32,
-    /// The job's attempt (grows when a finished job is started again).
+    /// The task's attempt (grows when the job is started again, or its failed tasks are
+    /// retried).
     pub attempt: u32,
     /// Which time this task is handed out within the attempt, from 1.
     pub r#try: u32,
     /// The job request, as submitted (canonical JSON object).
     pub request: serde_json::Value,
+    /// The task's frames (`1001-1010`), so the agent need not walk the job's frame set;
+    /// absent for a job without frames (and from servers that predate it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frames: Option<String>,
 }
 
 /// How an agent says a task ended.

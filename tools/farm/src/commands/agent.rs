@@ -51,9 +51,33 @@ pub struct Args {
     /// Time a stopped task gets between SIGTERM and SIGKILL.
     #[arg(long, default_value = "5s", value_parser = duration, value_name = "DURATION")]
     kill_grace: Duration,
+    /// Tasks this agent runs at once.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    slots: u32,
+    /// A tag (pool, group) requests can ask for with `native.local: {pool: TAG}` or
+    /// `{tags: [...]}`; repeat for several.
+    #[arg(long = "tag", value_name = "TAG", value_parser = tag)]
+    tags: Vec<String>,
+    /// CPU cores offered to tasks' `resources.cpus` (default: this machine's).
+    #[arg(long, value_name = "N")]
+    cpus: Option<u64>,
+    /// Memory offered to tasks' `resources.memory`, such as 64G (default: this machine's).
+    #[arg(long, value_name = "SIZE", value_parser = memory)]
+    memory: Option<u64>,
+    /// GPUs offered to tasks' `resources.gpus` (default: this machine's NVIDIA devices).
+    #[arg(long, value_name = "N")]
+    gpus: Option<u64>,
     /// Set by the queue for the agents it launches itself.
     #[arg(long, hide = true)]
     local: bool,
+}
+
+fn tag(text: &str) -> std::result::Result<String, String> {
+    farm_core::request::check_tag(text).map(|()| text.to_owned())
+}
+
+fn memory(text: &str) -> std::result::Result<u64, String> {
+    farm_core::MemorySize::parse(text).map(|m| m.mib())
 }
 
 /// Runs an agent until SIGTERM or Ctrl-C (its running task is stopped and requeued).
@@ -90,6 +114,16 @@ pub async fn run(args: &Args) -> Result<ExitCode> {
         local: args.local,
         reconnect_timeout: args.reconnect_timeout,
         kill_grace: args.kill_grace,
+        capacity: {
+            let machine = farm_queue::placement::this_machine();
+            farm_queue::placement::Capacity {
+                slots: u64::from(args.slots),
+                cpus: args.cpus.unwrap_or(machine.cpus),
+                memory_mib: args.memory.unwrap_or(machine.memory_mib),
+                gpus: args.gpus.unwrap_or(machine.gpus),
+                tags: args.tags.clone(),
+            }
+        },
     };
     let shutdown = CancellationToken::new();
     {

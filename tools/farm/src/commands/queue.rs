@@ -56,6 +56,9 @@ struct ServeArgs {
     /// Local agents to keep running (a dead one is replaced).
     #[arg(long, env = "FARM_NUM_AGENTS", default_value_t = 2, value_name = "N")]
     agents: usize,
+    /// Tasks each local agent runs at once.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    agent_slots: u32,
     /// Program that runs an agent as `PROGRAM agent ...` (default: this program).
     #[arg(long, value_name = "PROGRAM")]
     agent_program: Option<PathBuf>,
@@ -115,6 +118,7 @@ impl ServeArgs {
             config.launcher.program = program.clone();
         }
         config.launcher.kill_grace = self.kill_grace;
+        config.launcher.slots = self.agent_slots;
         config.max_tries = self.max_tries;
         config.heartbeat = self.heartbeat;
         config.agent_timeout = self.agent_timeout;

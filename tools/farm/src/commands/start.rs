@@ -1,5 +1,6 @@
 //! `farm start`: start jobs again (a finished job runs a new attempt; a waiting or running
-//! one is left as it is), saying what happened to each.
+//! one is left as it is), or with `--failed` run again only their failed and cancelled
+//! tasks; says what happened to each.
 
 use std::process::ExitCode;
 
@@ -8,11 +9,22 @@ use farm_core::{JobId, Result};
 use super::{Context, IdsArgs};
 use crate::output;
 
+/// `farm start`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    ids: IdsArgs,
+    /// Run again only the failed and cancelled tasks (frames), under the same job id;
+    /// frames that completed do not run again.
+    #[arg(long)]
+    failed: bool,
+}
+
 /// Starts jobs again.
-pub async fn run(args: &IdsArgs, ctx: &Context<'_>) -> Result<ExitCode> {
+pub async fn run(args: &Args, ctx: &Context<'_>) -> Result<ExitCode> {
     let farm = ctx.farm()?;
     let mut report = output::Report::new("results");
-    for id in &args.ids {
+    for id in &args.ids.ids {
         let id = JobId::new(id.clone());
         let before = match farm.job(&id).await {
             Ok(job) => job,
@@ -26,17 +38,40 @@ pub async fn run(args: &IdsArgs, ctx: &Context<'_>) -> Result<ExitCode> {
             report.outcome(ctx.output(), &id, "unchanged", before.state, &id, message);
             continue;
         }
-        let now = farm.start(&id).await?;
-        let after = farm.job(&now).await?;
-        let message = if now == id {
-            format!(
-                "job {id} started again (was {}; attempt {})",
-                before.state, after.attempt
-            )
+        let now = if args.failed {
+            farm.retry_failed(&id).await?
         } else {
-            format!("job {id} started again as job {now} (was {})", before.state)
+            farm.start(&id).await?
         };
-        report.outcome(ctx.output(), &id, "started", after.state, &now, message);
+        let after = farm.job(&now).await?;
+        let (outcome, message) = match (args.failed, now == id) {
+            (true, _) if after.state.is_terminal() => (
+                "unchanged",
+                format!(
+                    "job {id} has no failed or cancelled task; left {}",
+                    after.state
+                ),
+            ),
+            (true, _) => (
+                "retried",
+                format!(
+                    "job {id}: its failed and cancelled tasks run again (was {})",
+                    before.state
+                ),
+            ),
+            (false, true) => (
+                "started",
+                format!(
+                    "job {id} started again (was {}; attempt {})",
+                    before.state, after.attempt
+                ),
+            ),
+            (false, false) => (
+                "started",
+                format!("job {id} started again as job {now} (was {})", before.state),
+            ),
+        };
+        report.outcome(ctx.output(), &id, outcome, after.state, &now, message);
     }
     Ok(report.finish(ctx.output()))
 }

@@ -7,13 +7,30 @@ impl Store {
     pub fn register_agent(&self, hello: &AgentHello) -> Result<i64> {
         let now = self.tick();
         let id = self.write(|tx, _| {
+            let mut tags = hello.tags.clone();
+            tags.sort();
+            tags.dedup();
             tx.execute(
-                "INSERT INTO agents (name, hostname, pid, kind, state, registered_at, version) VALUES (?1, ?2, ?3, ?4, 'alive', ?5, ?6)",
-                params![hello.name, hello.hostname, hello.pid, if hello.local { "local" } else { "remote" }, now, hello.version],
+                "INSERT INTO agents (name, hostname, pid, kind, state, registered_at, version, slots, cpus, memory_mib, gpus, tags) \
+                 VALUES (?1, ?2, ?3, ?4, 'alive', ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![
+                    hello.name,
+                    hello.hostname,
+                    hello.pid,
+                    if hello.local { "local" } else { "remote" },
+                    now,
+                    hello.version,
+                    hello.slots.max(1) as i64,
+                    hello.cpus as i64,
+                    hello.memory_mib as i64,
+                    hello.gpus as i64,
+                    serde_json::to_string(&tags).expect("tags serialise")
+                ],
             )?;
             Ok(tx.last_insert_rowid())
         })?;
         self.touch(id);
+        self.refresh_placement()?;
         Ok(id)
     }
 
@@ -54,7 +71,7 @@ impl Store {
         self.read(|conn| {
             let mut stmt = conn.prepare(
                 "SELECT a.id, a.name, a.hostname, a.pid, a.kind, a.state = 'alive', a.registered_at, a.ended_at,
-                        s.job_id, j.name, s.idx
+                        s.job_id, j.name, s.idx, a.slots, a.cpus, a.memory_mib, a.gpus, a.tags
                  FROM agents a
                  LEFT JOIN assignments s ON s.agent_id = a.id AND s.state IN ('dispatched', 'running')
                  LEFT JOIN jobs j ON j.id = s.job_id
@@ -74,9 +91,31 @@ impl Store {
                     job_id: r.get::<_, Option<i64>>(8)?.map(|id| id.to_string()),
                     job_name: r.get(9)?,
                     task: r.get(10)?,
+                    slots: r.get(11)?,
+                    cpus: r.get(12)?,
+                    memory_mib: r.get(13)?,
+                    gpus: r.get(14)?,
+                    tags: serde_json::from_str(&r.get::<_, String>(15)?).unwrap_or_default(),
+                    running: Vec::new(),
                 })
             })?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            // An agent with several slots is one row per task it runs: fold them.
+            let mut out: Vec<AgentStatus> = Vec::new();
+            for row in rows {
+                let mut row = row?;
+                if let (Some(job), Some(task)) = (row.job_id.clone(), row.task) {
+                    row.running.push(RunningTask { job_id: job, job_name: row.job_name.clone(), task });
+                }
+                match out.last_mut() {
+                    Some(last) if last.id == row.id => {
+                        if let (Some(job), Some(task)) = (row.job_id, row.task) {
+                            last.running.push(RunningTask { job_id: job, job_name: row.job_name, task });
+                        }
+                    }
+                    _ => out.push(row),
+                }
+            }
+            Ok(out)
         })
     }
 
@@ -150,6 +189,7 @@ impl Store {
             }
             Ok(())
         })?;
+        self.refresh_placement()?;
         Ok(lost)
     }
 
@@ -176,12 +216,14 @@ impl Store {
                 |r| r.get(0),
             )?;
             if stop {
+                let (from, frames) = Self::task_state(tx, job, idx)?;
                 tx.execute(
                     "UPDATE tasks SET state = 'cancelled', reason = ?3 WHERE job_id = ?1 AND idx = ?2",
                     params![job, idx, crate::state::STOPPED_BY_USER],
                 )?;
+                Self::shift(tx, job, from, TaskState::Cancelled, frames, now)?;
             } else {
-                self.requeue_or_fail(tx, job, idx, why, fx)?;
+                self.requeue_or_fail(tx, job, idx, why, now, fx)?;
             }
             self.recompute(tx, job, now, fx)?;
         }
@@ -209,7 +251,8 @@ impl Store {
                 params![agent, now],
             )?;
             self.lose_assignments(tx, agent, &format!("agent {name} left"), now, fx)
-        })
+        })?;
+        self.refresh_placement()
     }
 
     /// Local agents registered as alive, with their process ids (to adopt after a restart).

@@ -44,6 +44,9 @@ impl Store {
                     }
                 }
             }
+            let need = Requirements::of(request)
+                .map_err(|(field, problem)| StoreError::Invalid { field, problem })?;
+            let unplaceable = self.why_nowhere(&need);
             let now = self.tick();
             let tasks = request.tasks();
             let tags = serde_json::to_string(&request.tags).expect("tags serialise");
@@ -64,7 +67,18 @@ impl Store {
             )?;
             let id = tx.last_insert_rowid();
             let log_path = self.log_path_for(id, request)?;
-            tx.execute("UPDATE jobs SET log_path = ?2 WHERE id = ?1", params![id, log_path.display().to_string()])?;
+            tx.execute(
+                "UPDATE jobs SET log_path = ?2, req_cpus = ?3, req_memory = ?4, req_gpus = ?5, req_tags = ?6, unplaceable = ?7 WHERE id = ?1",
+                params![
+                    id,
+                    log_path.display().to_string(),
+                    need.cpus as i64,
+                    need.memory_mib as i64,
+                    need.gpus as i64,
+                    serde_json::to_string(&need.tags).expect("tags serialise"),
+                    unplaceable
+                ],
+            )?;
             for tag in &request.tags {
                 tx.execute("INSERT OR IGNORE INTO job_tags (tag, job_id) VALUES (?1, ?2)", params![tag, id])?;
             }
@@ -73,16 +87,18 @@ impl Store {
             }
             let (initial, reason) = Self::initial_task_state(tx, id)?;
             let mut insert = tx.prepare(
-                "INSERT INTO tasks (job_id, idx, state, priority, frames, first_frame, last_frame, reason) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO tasks (job_id, idx, state, priority, frames, first_frame, last_frame, reason, frame_set) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
             for task in &tasks {
-                let (count, first, last) = match &task.frames {
-                    Some(f) => (f.len() as i64, Some(f.first()), Some(f.last())),
-                    None => (1, None, None),
+                let (count, first, last, set) = match &task.frames {
+                    Some(f) => (f.len() as i64, Some(f.first()), Some(f.last()), Some(f.to_string())),
+                    None => (1, None, None, None),
                 };
-                insert.execute(params![id, task.index, initial.as_str(), request.priority, count, first, last, reason])?;
+                insert.execute(params![id, task.index, initial.as_str(), request.priority, count, first, last, reason, set])?;
             }
+            drop(insert);
+            Self::recount(tx, id, now)?;
             if let Some(key) = key {
                 tx.execute("INSERT INTO idempotency (key, job_id, body) VALUES (?1, ?2, ?3)", params![key, id, body])?;
             }
@@ -128,8 +144,9 @@ impl Store {
         Ok((TaskState::Queued, None))
     }
 
-    /// Re-derives a job's state from its tasks, records a transition when it changed, and
-    /// releases or cancels its dependents when it just finished.
+    /// Re-derives a job's state from its task counters, records a transition when it
+    /// changed, and releases or cancels its dependents when it just finished. Costs the same
+    /// whatever the job's size: reasons are looked up only for the state that needs one.
     pub(super) fn recompute(
         &self,
         tx: &Transaction<'_>,
@@ -139,67 +156,91 @@ impl Store {
     ) -> Result<()> {
         let mut pending = vec![job];
         while let Some(job) = pending.pop() {
-            let (old_state, old_native, old_reason, stop, end_time, attempt, old_done): (String, String, Option<String>, bool, Option<i64>, i64, i64) =
-                tx.query_row(
-                    "SELECT state, native_state, reason, stop_requested, end_time, attempt, frames_done FROM jobs WHERE id = ?1",
-                    [job],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
-                )?;
-            let mut counts = TaskCounts::default();
-            let mut task_count = 0;
-            {
-                let mut stmt = tx.prepare_cached(
-                    "SELECT state, COUNT(*) FROM tasks WHERE job_id = ?1 GROUP BY state",
-                )?;
-                let mut rows = stmt.query([job])?;
-                while let Some(row) = rows.next()? {
-                    let word: String = row.get(0)?;
-                    let n: i64 = row.get(1)?;
-                    task_count += n;
-                    if let Some(state) = TaskState::parse(&word) {
-                        counts.add(state, n as u64);
+            type Row = (
+                String,
+                String,
+                Option<String>,
+                bool,
+                Option<i64>,
+                i64,
+                i64,
+                Option<String>,
+            );
+            let (counts, row): (TaskCounts, Row) = tx
+                .prepare_cached(&format!(
+                    "SELECT state, native_state, reason, stop_requested, end_time, attempt, task_count, unplaceable, \
+                     {} FROM jobs WHERE id = ?1",
+                    super::counts::COUNT_COLUMNS
+                ))?
+                .query_row([job], |r| {
+                    let mut counts = TaskCounts::default();
+                    for (i, state) in TaskState::ALL.into_iter().enumerate() {
+                        counts.add(state, r.get::<_, i64>(8 + i)?.max(0) as u64);
                     }
-                }
-            }
-            let reason_of = |state: TaskState| -> Result<Option<(i64, String)>> {
-                if counts.get(state) == 0 {
-                    return Ok(None);
-                }
+                    Ok((counts, (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?)))
+                })?;
+            let (
+                old_state,
+                old_native,
+                old_reason,
+                stop,
+                end_time,
+                attempt,
+                task_count,
+                unplaceable,
+            ) = row;
+            let first_reason = |state: TaskState| -> Result<Option<String>> {
+                let sql = match state {
+                    TaskState::Queued => {
+                        "SELECT reason FROM tasks INDEXED BY tasks_requeued WHERE job_id = ?1 AND state = 'queued' AND reason IS NOT NULL ORDER BY idx LIMIT 1"
+                    }
+                    _ => {
+                        "SELECT reason FROM tasks INDEXED BY tasks_cancelled WHERE job_id = ?1 AND state = 'cancelled' AND reason IS NOT NULL ORDER BY idx LIMIT 1"
+                    }
+                };
                 Ok(tx
-                    .prepare_cached(
-                        "SELECT idx, reason FROM tasks WHERE job_id = ?1 AND state = ?2 AND reason IS NOT NULL ORDER BY idx LIMIT 1",
-                    )?
-                    .query_row(params![job, state.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .prepare_cached(sql)?
+                    .query_row([job], |r| r.get(0))
                     .optional()?)
             };
+            let plain = derive(
+                &counts,
+                &JobFacts {
+                    stop_requested: stop,
+                    ..Default::default()
+                },
+            );
             let facts = JobFacts {
                 stop_requested: stop,
-                first_failure: reason_of(TaskState::Failed)?.map(|(idx, reason)| {
-                    if task_count > 1 {
-                        format!("task {idx}: {reason}")
-                    } else {
-                        reason
+                first_failure: if plain.native == "FAILED" {
+                    Self::failure_summary(tx, job, task_count)?
+                } else {
+                    None
+                },
+                cancel_reason: if plain.native == "CANCELLED" && !stop {
+                    first_reason(TaskState::Cancelled)?
+                } else {
+                    None
+                },
+                requeue_reason: if plain.native == "QUEUED" {
+                    match unplaceable {
+                        Some(why) => Some(why),
+                        None => first_reason(TaskState::Queued)?,
                     }
-                }),
-                cancel_reason: reason_of(TaskState::Cancelled)?.map(|(_, r)| r),
-                requeue_reason: reason_of(TaskState::Queued)?.map(|(_, r)| r),
+                } else {
+                    None
+                },
             };
             let Derived {
                 state,
                 native,
                 reason,
             } = derive(&counts, &facts);
-            let frames_done: i64 = if counts.get(TaskState::Done) == 0 {
-                0
-            } else {
-                tx.prepare_cached("SELECT COALESCE(SUM(frames), 0) FROM tasks WHERE job_id = ?1 AND state = 'done'")?
-                    .query_row([job], |r| r.get(0))?
-            };
             let was_terminal = old_state
                 .parse::<JobState>()
                 .is_ok_and(JobState::is_terminal);
             let state_changed = old_state != state.as_str() || old_native != native;
-            if !state_changed && old_reason == reason && old_done == frames_done {
+            if !state_changed && old_reason == reason {
                 continue;
             }
             let end = if state.is_terminal() {
@@ -207,10 +248,10 @@ impl Store {
             } else {
                 None
             };
-            tx.execute(
-                "UPDATE jobs SET state = ?2, native_state = ?3, reason = ?4, frames_done = ?5, end_time = ?6, updated_at = ?7 WHERE id = ?1",
-                params![job, state.as_str(), native, reason, frames_done, end, now],
-            )?;
+            tx.prepare_cached(
+                "UPDATE jobs SET state = ?2, native_state = ?3, reason = ?4, end_time = ?5, updated_at = MAX(updated_at, ?6) WHERE id = ?1",
+            )?
+            .execute(params![job, state.as_str(), native, reason, end, now])?;
             if state_changed {
                 tx.execute(
                     "INSERT INTO transitions (job_id, at, attempt, state, native_state, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -243,6 +284,7 @@ impl Store {
                             params![dependent, format!("dependency {job} ended {state}")],
                         )?;
                     }
+                    Self::recount(tx, dependent, now)?;
                     pending.push(dependent);
                 }
             }
@@ -267,7 +309,7 @@ impl Store {
             "farm: job stopped by {by} at {}\n",
             humantime::format_rfc3339_seconds(at)
         );
-        append_to_log(Path::new(&log_path), line.as_bytes())
+        append_to_log(Path::new(&log_path), line.as_bytes()).map(|_| ())
     }
 
     /// The job's record.
@@ -375,6 +417,7 @@ impl Store {
                 "UPDATE tasks SET state = 'cancelled', reason = ?2 WHERE job_id = ?1 AND state IN ('blocked', 'queued', 'dispatched')",
                 params![num, crate::state::STOPPED_BY_USER],
             )?;
+            Self::recount(tx, num, now)?;
             self.recompute(tx, num, now, fx)?;
             fx.control = true;
             Ok(())
@@ -406,9 +449,11 @@ impl Store {
                 [num],
             )?;
             tx.execute(
-                "UPDATE tasks SET state = ?2, tries = 0, assignment_id = NULL, reason = ?3, exit_code = NULL WHERE job_id = ?1",
+                "UPDATE tasks SET state = ?2, tries = 0, assignment_id = NULL, reason = ?3, exit_code = NULL, \
+                 attempt = attempt + 1, log_start = NULL, log_end = NULL WHERE job_id = ?1",
                 params![num, initial.as_str(), reason],
             )?;
+            Self::recount(tx, num, now)?;
             append_to_log(Path::new(&log_path), format!("farm: attempt {} queued\n", attempt + 1).as_bytes())?;
             self.recompute(tx, num, now, fx)?;
             fx.work |= initial == TaskState::Queued;

@@ -16,6 +16,7 @@ use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use farm_core::{Job, JobId, JobRequest, JobState, Progress, now_millis};
@@ -25,15 +26,23 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use crate::placement::{Capacity, Requirements};
 use crate::state::{Derived, JobFacts, TaskCounts, TaskState, derive};
 use crate::wire::{AgentHello, Assignment, TaskReport};
 
 mod agents;
+mod counts;
 mod jobs;
+mod placing;
+mod retry;
 mod schema;
+mod task_list;
 mod tasks;
 #[cfg(test)]
 mod tests;
+
+pub use placing::Placement;
+pub use task_list::{TaskPage, TaskQuery, TaskRecord};
 
 use schema::SCHEMA;
 
@@ -213,6 +222,29 @@ pub struct AgentStatus {
     pub job_name: Option<String>,
     /// The task (chunk) of that job.
     pub task: Option<i64>,
+    /// Tasks it runs at once.
+    pub slots: i64,
+    /// CPU cores it offers.
+    pub cpus: i64,
+    /// Memory it offers, in MiB.
+    pub memory_mib: i64,
+    /// GPUs it offers.
+    pub gpus: i64,
+    /// Its tags (pools).
+    pub tags: Vec<String>,
+    /// Every task it runs (the first is also in `job_id`, `job_name` and `task`).
+    pub running: Vec<RunningTask>,
+}
+
+/// A task an agent runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunningTask {
+    /// The job's id.
+    pub job_id: String,
+    /// The job's name.
+    pub job_name: Option<String>,
+    /// The task (chunk) index.
+    pub task: i64,
 }
 
 /// Parses our job ids: positive decimal integers without sign or leading zeros.
@@ -240,6 +272,13 @@ pub struct Store {
     /// The directory of the database (the data root), named when its disk is full.
     data_dir: PathBuf,
     options: StoreOptions,
+    /// Last `served` stamp given to a job (round-robin between jobs of equal priority).
+    served: AtomicI64,
+    /// The capacities of the agents there are (and of the local agents the server will
+    /// launch), distinct, for telling why a task fits nowhere.
+    capacities: Mutex<Vec<Capacity>>,
+    /// What the server's own local agents will offer once they register.
+    expected_local: Mutex<Option<Capacity>>,
     /// Woken when a task becomes ready to run.
     pub work: Notify,
     /// Woken when a running task must be cancelled.
@@ -275,12 +314,31 @@ impl Store {
             conn.pragma_update(None, "synchronous", sync)?;
             Ok(conn)
         };
-        let writer = open(path)?;
+        let mut writer = open(path)?;
+        writer.set_prepared_statement_cache_capacity(128);
+        let version: i64 = writer.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let existing: i64 = writer.query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'jobs'",
+            [],
+            |r| r.get(0),
+        )?;
+        if existing > 0 && version < schema::VERSION {
+            let tx = writer.transaction()?;
+            for statement in schema::UPGRADE_FROM_1 {
+                tx.execute(statement, [])?;
+            }
+            tx.commit()?;
+        }
         writer.execute_batch(SCHEMA)?;
-        writer.pragma_update(None, "user_version", 1)?;
+        writer.pragma_update(None, "user_version", schema::VERSION)?;
         let reader = open(path)?;
+        reader.set_prepared_statement_cache_capacity(64);
         let last: i64 =
             writer.query_row("SELECT COALESCE(MAX(updated_at), 0) FROM jobs", [], |r| {
+                r.get(0)
+            })?;
+        let served: i64 =
+            writer.query_row("SELECT COALESCE(MAX(served), 0) FROM jobs", [], |r| {
                 r.get(0)
             })?;
         std::fs::create_dir_all(logs_dir)
@@ -294,6 +352,9 @@ impl Store {
             logs_dir: logs_dir.to_path_buf(),
             data_dir: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
             options,
+            served: AtomicI64::new(served),
+            capacities: Mutex::new(Vec::new()),
+            expected_local: Mutex::new(None),
             work: Notify::new(),
             control: Notify::new(),
         })
@@ -369,11 +430,15 @@ impl Store {
                 stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?;
             for (assignment, job, idx) in pending {
                 tx.execute("UPDATE assignments SET state = 'revoked', ended_at = ?2 WHERE id = ?1", params![assignment, now])?;
-                tx.execute(
+                let (from, frames) = Self::task_state(tx, job, idx)?;
+                let n = tx.execute(
                     "UPDATE tasks SET state = 'queued', tries = MAX(tries - 1, 0), assignment_id = NULL \
                      WHERE job_id = ?1 AND idx = ?2 AND assignment_id = ?3",
                     params![job, idx, assignment],
                 )?;
+                if n > 0 {
+                    Self::shift(tx, job, from, TaskState::Queued, frames, now)?;
+                }
                 self.recompute(tx, job, now, fx)?;
                 fx.work = true;
             }
@@ -381,11 +446,14 @@ impl Store {
             let ids: Vec<i64> = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
             Ok(ids)
         })?;
-        let mut live = self.liveness.lock().expect("liveness poisoned");
-        let now = Instant::now();
-        for id in &agents {
-            live.insert(*id, now);
+        {
+            let mut live = self.liveness.lock().expect("liveness poisoned");
+            let now = Instant::now();
+            for id in &agents {
+                live.insert(*id, now);
+            }
         }
+        self.refresh_placement()?;
         Ok(agents.len())
     }
 
@@ -430,8 +498,8 @@ thread_local! {
 }
 
 /// Appends to a render log, as part of the transaction running on this thread (see
-/// [`Store::write`]).
-fn append_to_log(path: &Path, data: &[u8]) -> Result<()> {
+/// [`Store::write`]); returns its length afterwards.
+fn append_to_log(path: &Path, data: &[u8]) -> Result<u64> {
     let context = || format!("cannot write render log {}", path.display());
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io_err(context()))?;
@@ -443,7 +511,8 @@ fn append_to_log(path: &Path, data: &[u8]) -> Result<()> {
         .map_err(io_err(context()))?;
     let len = file.metadata().map_err(io_err(context()))?.len();
     APPENDED.with(|a| a.borrow_mut().push((path.to_path_buf(), len)));
-    file.write_all(data).map_err(io_err(context()))
+    file.write_all(data).map_err(io_err(context()))?;
+    Ok(len + data.len() as u64)
 }
 
 #[cfg(test)]

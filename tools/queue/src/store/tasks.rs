@@ -3,19 +3,48 @@
 use super::*;
 
 impl Store {
-    /// Hands the next ready task (highest priority, then oldest job, then lowest chunk) to
-    /// `agent`, or `None` when nothing is ready.
+    /// Hands `agent` the next task that fits beside what it already runs: highest priority
+    /// first, then the job served longest ago (jobs of equal priority take turns, task by
+    /// task, and a never-served job goes first, so submit order decides ties), then the
+    /// lowest chunk. `None` when nothing ready fits.
     pub fn lease(&self, agent: i64) -> Result<Option<Assignment>> {
         self.agent_seen(agent)?;
         self.write(|tx, fx| {
-            let next: Option<(i64, i64, i64)> = tx
-                .prepare_cached("SELECT job_id, idx, tries FROM tasks WHERE state = 'queued' ORDER BY priority DESC, job_id, idx LIMIT 1")?
-                .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .optional()?;
-            let Some((job, idx, tries)) = next else { return Ok(None) };
+            let (capacity, held) = Self::agent_load(tx, agent)?;
+            if held.tasks >= capacity.slots {
+                return Ok(None);
+            }
+            let mut chosen = None;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT id, req_cpus, req_memory, req_gpus, req_tags FROM jobs WHERE n_queued > 0 \
+                     ORDER BY priority DESC, served, id",
+                )?;
+                let mut rows = stmt.query([])?;
+                while let Some(row) = rows.next()? {
+                    let tags: String = row.get(4)?;
+                    let need = Requirements {
+                        cpus: row.get::<_, i64>(1)? as u64,
+                        memory_mib: row.get::<_, i64>(2)? as u64,
+                        gpus: row.get::<_, i64>(3)? as u64,
+                        tags: serde_json::from_str(&tags).unwrap_or_default(),
+                    };
+                    if capacity.fits(&need, &held) {
+                        chosen = Some(row.get::<_, i64>(0)?);
+                        break;
+                    }
+                }
+            }
+            let Some(job) = chosen else { return Ok(None) };
+            let (idx, tries, attempt, frame_set): (i64, i64, i64, Option<String>) = tx
+                .prepare_cached(
+                    "SELECT idx, tries, attempt, frame_set FROM tasks INDEXED BY tasks_ready WHERE job_id = ?1 AND state = 'queued' ORDER BY idx LIMIT 1",
+                )?
+                .query_row([job], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
             let now = self.tick();
-            let (attempt, request): (i64, String) =
-                tx.query_row("SELECT attempt, request FROM jobs WHERE id = ?1", [job], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let request: String = tx
+                .prepare_cached("SELECT request FROM jobs WHERE id = ?1")?
+                .query_row([job], |r| r.get(0))?;
             tx.prepare_cached(
                 "INSERT INTO assignments (job_id, idx, attempt, try, agent_id, state, dispatched_at) VALUES (?1, ?2, ?3, ?4, ?5, 'dispatched', ?6)",
             )?
@@ -23,6 +52,10 @@ impl Store {
             let assignment = tx.last_insert_rowid();
             tx.prepare_cached("UPDATE tasks SET state = 'dispatched', tries = tries + 1, assignment_id = ?3 WHERE job_id = ?1 AND idx = ?2")?
                 .execute(params![job, idx, assignment])?;
+            let served = self.served.fetch_add(1, Ordering::Relaxed) + 1;
+            tx.prepare_cached("UPDATE jobs SET served = ?2 WHERE id = ?1")?
+                .execute(params![job, served])?;
+            Self::shift(tx, job, TaskState::Queued, TaskState::Dispatched, 0, now)?;
             self.recompute(tx, job, now, fx)?;
             Ok(Some(Assignment {
                 assignment_id: assignment,
@@ -31,6 +64,7 @@ impl Store {
                 attempt: attempt as u32,
                 r#try: (tries + 1) as u32,
                 request: serde_json::from_str(&request).unwrap_or(serde_json::Value::Null),
+                frames: frame_set,
             }))
         })
     }
@@ -78,20 +112,19 @@ impl Store {
                 "UPDATE tasks SET state = 'running', reason = NULL WHERE job_id = ?1 AND idx = ?2",
             )?
             .execute(params![job, idx])?;
+            Self::shift(tx, job, TaskState::Dispatched, TaskState::Running, 0, now)?;
             tx.prepare_cached(
                 "UPDATE jobs SET start_time = COALESCE(start_time, ?2) WHERE id = ?1",
             )?
             .execute(params![job, now])?;
-            let (log_path, task_count, attempt): (String, i64, i64) = tx.query_row(
-                "SELECT log_path, task_count, attempt FROM jobs WHERE id = ?1",
-                [job],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )?;
-            let (first, last): (Option<i64>, Option<i64>) = tx.query_row(
-                "SELECT first_frame, last_frame FROM tasks WHERE job_id = ?1 AND idx = ?2",
-                params![job, idx],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
+            let (log_path, task_count): (String, i64) = tx
+                .prepare_cached("SELECT log_path, task_count FROM jobs WHERE id = ?1")?
+                .query_row([job], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let (first, last, attempt): (Option<i64>, Option<i64>, i64) = tx
+                .prepare_cached(
+                    "SELECT first_frame, last_frame, attempt FROM tasks WHERE job_id = ?1 AND idx = ?2",
+                )?
+                .query_row(params![job, idx], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
             let what = match (first, last) {
                 (Some(a), Some(b)) if a == b => format!("task {idx} (frame {a})"),
                 (Some(a), Some(b)) => format!("task {idx} (frames {a}-{b})"),
@@ -105,7 +138,9 @@ impl Store {
             };
             let line =
                 format!("farm: {what} started on agent {agent_name}, attempt {attempt}{retry}\n");
-            append_to_log(Path::new(&log_path), line.as_bytes())?;
+            let at = append_to_log(Path::new(&log_path), line.as_bytes())?;
+            tx.prepare_cached("UPDATE tasks SET log_start = ?3, log_end = ?3 WHERE job_id = ?1 AND idx = ?2")?
+                .execute(params![job, idx, at as i64])?;
             self.recompute(tx, job, now, fx)
         })
     }
@@ -115,7 +150,7 @@ impl Store {
     pub fn append_log(&self, agent: i64, assignment: i64, offset: u64, data: &[u8]) -> Result<u64> {
         self.agent_seen(agent)?;
         self.write(|tx, _| {
-            let (state, job, _, _, received) = Self::active_assignment(tx, agent, assignment)?;
+            let (state, job, idx, _, received) = Self::active_assignment(tx, agent, assignment)?;
             if state != "running" && state != "dispatched" {
                 return Err(StoreError::Gone(format!(
                     "assignment {assignment} is {state}"
@@ -129,13 +164,14 @@ impl Store {
             if end <= received {
                 return Ok(received);
             }
-            let log_path: String =
-                tx.query_row("SELECT log_path FROM jobs WHERE id = ?1", [job], |r| {
-                    r.get(0)
-                })?;
-            append_to_log(Path::new(&log_path), &data[(received - offset) as usize..])?;
+            let log_path: String = tx
+                .prepare_cached("SELECT log_path FROM jobs WHERE id = ?1")?
+                .query_row([job], |r| r.get(0))?;
+            let at = append_to_log(Path::new(&log_path), &data[(received - offset) as usize..])?;
             tx.prepare_cached("UPDATE assignments SET log_received = ?2 WHERE id = ?1")?
                 .execute(params![assignment, end as i64])?;
+            tx.prepare_cached("UPDATE tasks SET log_end = ?3 WHERE job_id = ?1 AND idx = ?2 AND assignment_id = ?4")?
+                .execute(params![job, idx, at as i64, assignment])?;
             Ok(end)
         })
     }
@@ -181,11 +217,9 @@ impl Store {
         };
         tx.prepare_cached("UPDATE assignments SET state = ?2, ended_at = ?3, reason = ?4, exit_code = ?5 WHERE id = ?1")?
             .execute(params![assignment, report_word(report), now, reason, exit_code])?;
-        let stop: bool = tx.query_row(
-            "SELECT stop_requested FROM jobs WHERE id = ?1",
-            [job],
-            |r| r.get(0),
-        )?;
+        let stop: bool = tx
+            .prepare_cached("SELECT stop_requested FROM jobs WHERE id = ?1")?
+            .query_row([job], |r| r.get(0))?;
         let (task_state, task_reason) = match report {
             TaskReport::Succeeded => (TaskState::Done, None),
             TaskReport::Failed { reason, .. } => (TaskState::Failed, Some(reason.clone())),
@@ -194,12 +228,21 @@ impl Store {
                 Some(crate::state::STOPPED_BY_USER.to_owned()),
             ),
             TaskReport::Cancelled | TaskReport::Interrupted => {
-                self.requeue_or_fail(tx, job, idx, "its agent stopped before it finished", fx)?;
+                self.requeue_or_fail(
+                    tx,
+                    job,
+                    idx,
+                    "its agent stopped before it finished",
+                    now,
+                    fx,
+                )?;
                 return self.recompute(tx, job, now, fx);
             }
         };
+        let (from, frames) = Self::task_state(tx, job, idx)?;
         tx.prepare_cached("UPDATE tasks SET state = ?3, reason = ?4, exit_code = ?5 WHERE job_id = ?1 AND idx = ?2")?
             .execute(params![job, idx, task_state.as_str(), task_reason, exit_code])?;
+        Self::shift(tx, job, from, task_state, frames, now)?;
         self.recompute(tx, job, now, fx)
     }
 
@@ -211,8 +254,10 @@ impl Store {
         job: i64,
         idx: i64,
         why: &str,
+        now: i64,
         fx: &mut Effects,
     ) -> Result<()> {
+        let (from, frames) = Self::task_state(tx, job, idx)?;
         let tries: i64 = tx.query_row(
             "SELECT tries FROM tasks WHERE job_id = ?1 AND idx = ?2",
             params![job, idx],
@@ -236,6 +281,12 @@ impl Store {
             )
         };
         tx.execute(update, params![job, idx, reason])?;
+        let to = if requeue {
+            TaskState::Queued
+        } else {
+            TaskState::Failed
+        };
+        Self::shift(tx, job, from, to, frames, now)?;
         append_to_log(
             Path::new(&log_path),
             format!("farm: task {idx} {reason}\n").as_bytes(),

@@ -24,6 +24,10 @@ fn agent(s: &Store) -> i64 {
         pid: 1,
         local: false,
         version: String::new(),
+        slots: 8,
+        cpus: 8,
+        memory_mib: 16 * 1024,
+        ..Default::default()
     })
     .unwrap()
 }
@@ -341,4 +345,201 @@ fn log_reads_never_split_a_character() {
         next.next_offset > r.next_offset,
         "a limit smaller than a character still makes progress"
     );
+}
+
+fn frames_request(name: &str, frames: &str, script: &str) -> JobRequest {
+    let mut r = JobRequest::new(name, vec![Command::Shell(script.into())]);
+    r.frames = Some(frames.parse().unwrap());
+    r
+}
+
+fn fail(s: &Store, a: i64, lease: &Assignment, code: i32) {
+    s.start_assignment(a, lease.assignment_id, "a").unwrap();
+    s.finish_assignment(
+        a,
+        lease.assignment_id,
+        &TaskReport::Failed {
+            reason: format!(
+                "command 1 (frame {}): exit code {code}",
+                lease.task_index + 1
+            ),
+            exit_code: Some(code),
+        },
+    )
+    .unwrap();
+}
+
+fn succeed(s: &Store, a: i64, lease: &Assignment) {
+    s.start_assignment(a, lease.assignment_id, "a").unwrap();
+    s.finish_assignment(a, lease.assignment_id, &TaskReport::Succeeded)
+        .unwrap();
+}
+
+#[test]
+fn retrying_failed_tasks_reruns_only_them_under_the_same_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    s.submit(&frames_request("ten", "1-10", "true"), None, "")
+        .unwrap();
+    let a = agent(&s);
+    for _ in 0..10 {
+        let lease = s.lease(a).unwrap().unwrap();
+        if matches!(lease.task_index, 3 | 6) {
+            fail(&s, a, &lease, 3);
+        } else {
+            succeed(&s, a, &lease);
+        }
+    }
+    let job = s.job("1").unwrap().job;
+    assert_eq!(job.state, JobState::Failed);
+    assert_eq!(
+        job.reason.as_deref(),
+        Some("frames 4, 7 failed: exit code 3")
+    );
+    assert_eq!(job.progress.unwrap().frames_done, 8);
+    let failed = s
+        .tasks(
+            "1",
+            &TaskQuery {
+                states: vec![TaskState::Failed],
+                limit: 100,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .0;
+    assert_eq!(
+        failed
+            .iter()
+            .map(|t| (t.index, t.exit_code, t.agent.as_deref()))
+            .collect::<Vec<_>>(),
+        [(3, Some(3), Some("a")), (6, Some(3), Some("a"))]
+    );
+
+    let again = s.retry_failed("1").unwrap();
+    assert_eq!(again.job.id.as_str(), "1");
+    assert_eq!(again.job.attempt, 1, "the job's attempt stays");
+    assert_eq!(
+        again.job.state,
+        JobState::Running,
+        "done frames count as progress"
+    );
+    let second: Vec<Assignment> = (0..2).map(|_| s.lease(a).unwrap().unwrap()).collect();
+    assert_eq!(
+        second
+            .iter()
+            .map(|l| (l.task_index, l.attempt, l.frames.as_deref()))
+            .collect::<Vec<_>>(),
+        [(3, 2, Some("4")), (6, 2, Some("7"))]
+    );
+    assert!(s.lease(a).unwrap().is_none(), "done frames never run again");
+    for lease in &second {
+        succeed(&s, a, lease);
+    }
+    let job = s.job("1").unwrap().job;
+    assert_eq!(
+        (job.state, job.progress.unwrap().frames_done),
+        (JobState::Completed, 10)
+    );
+    let page = s
+        .tasks(
+            "1",
+            &TaskQuery {
+                limit: 4,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!((page.0.len(), page.1), (4, Some(3)));
+    assert_eq!(page.0[0].attempt, 1);
+    let rest = s
+        .tasks(
+            "1",
+            &TaskQuery {
+                limit: 100,
+                after: page.1,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!((rest.0[0].index, rest.0[0].attempt, rest.1), (4, 1, None));
+    assert!(matches!(
+        s.tasks(
+            "99",
+            &TaskQuery {
+                limit: 1,
+                ..Default::default()
+            }
+        ),
+        Err(StoreError::JobNotFound(_))
+    ));
+    // Nothing failed: nothing changes.
+    let same = s.retry_failed("1").unwrap();
+    assert_eq!(same.job.state, JobState::Completed);
+}
+
+#[test]
+fn equal_priorities_take_turns_task_by_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    s.submit(&frames_request("a", "1-3", "true"), None, "")
+        .unwrap();
+    s.submit(&frames_request("b", "1-3", "true"), None, "")
+        .unwrap();
+    let a = agent(&s);
+    let order: Vec<String> = (0..6)
+        .map(|_| s.lease(a).unwrap().unwrap().job_id)
+        .collect();
+    assert_eq!(order, ["1", "2", "1", "2", "1", "2"]);
+}
+
+#[test]
+fn tasks_go_only_where_they_fit_and_say_why_when_nowhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let small = agent(&s);
+    let mut big = request("big");
+    big.resources.memory = Some(farm_core::MemorySize::from_mib(64 * 1024));
+    s.submit(&big, None, "").unwrap();
+    let mut pooled = request("pooled");
+    pooled
+        .native
+        .insert("local".into(), serde_json::json!({"pool": "lighting"}));
+    s.submit(&pooled, None, "").unwrap();
+    let mut four = request("four cpus");
+    four.resources.cpus = Some(4);
+    s.submit(&four, None, "").unwrap();
+    s.submit(&four, None, "").unwrap();
+    s.submit(&four, None, "").unwrap();
+    assert_eq!(
+        s.job("1").unwrap().job.reason.as_deref(),
+        Some("no agent has 64 GiB of memory (largest: 16 GiB)")
+    );
+    assert_eq!(
+        s.job("2").unwrap().job.reason.as_deref(),
+        Some("no agent has the tag lighting")
+    );
+    let got: Vec<String> =
+        std::iter::from_fn(|| s.lease(small).unwrap().map(|l| l.job_id)).collect();
+    assert_eq!(got, ["3", "4"], "8 cpus hold two 4-cpu tasks");
+    let lighting = s
+        .register_agent(&AgentHello {
+            name: "l".into(),
+            slots: 1,
+            tags: vec!["lighting".into()],
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(
+        s.job("2").unwrap().job.reason,
+        None,
+        "a lighting agent came"
+    );
+    assert_eq!(s.lease(lighting).unwrap().unwrap().job_id, "2");
+    let err = s.placement(&big).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Invalid { field, problem } if field == "resources.memory" && problem.contains("64 GiB")),
+        "{err:?}"
+    );
+    assert!(s.placement(&four).unwrap().placement.unwrap().contains('a'));
 }
