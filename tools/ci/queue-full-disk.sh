@@ -122,7 +122,7 @@ EOF
 
 submit() {
   local id
-  id="$(fcli submit "$1")" || die "submit of $1 failed"
+  id="$(fcli submit --quiet "$1")" || die "submit of $1 failed"
   echo "$id"
 }
 

@@ -206,9 +206,9 @@ echo "   the queue answers host-b, and refuses it without a token"
 
 api() { in_ns "$ns_a" curl -sf -H @"$work/auth.header" "$url$1"; }
 agents_json() { api /v1/agents; }
-export FARM_DATA_ROOT="$root" FARM_LOCAL_URL="$url" FARM_LOCAL_AUTOSTART=false
+export FARM_DATA_ROOT="$root" FARM_QUEUE_URL="$url" FARM_LOCAL_AUTOSTART=false
 fcli() { in_ns "$ns_a" "$farm" --farm local "$@"; }
-state_of() { fcli status "$1" --output json | jq -r .state; }
+state_of() { fcli status "$1" --output json | jq -r ".jobs[0].state"; }
 wait_state() {
   local s=
   for _ in $(seq 1 $(( $3 * 5 ))); do
@@ -259,7 +259,7 @@ echo "   live agents: $(agents_json | jq -r '[.agents[] | select(.alive) | "\(.n
 
 # ----- 3. jobs run on all three hosts -----
 say "a job of 9 frames runs on all three hosts"
-spread="$(fcli submit "$(request spread 1-9 "echo task \$FARM_CHUNK_INDEX on \$(uname -n); uname -n >$share/out/spread.\$FARM_CHUNK_INDEX; sleep 0.5")")"
+spread="$(fcli submit --quiet "$(request spread 1-9 "echo task \$FARM_CHUNK_INDEX on \$(uname -n); uname -n >$share/out/spread.\$FARM_CHUNK_INDEX; sleep 0.5")")"
 wait_state "$spread" Completed 60
 ran_on="$(cat "$share"/out/spread.* | sort -u | tr '\n' ' ')"
 echo "   frames ran on: $ran_on"
@@ -269,7 +269,7 @@ fcli log "$spread" | grep -q "started on agent host-b-" || die "the render log d
 
 # ----- 4. B's link is cut mid-task -----
 say "a job of 3 frames, one per host; then host-b's link is cut"
-cut="$(fcli submit "$(request cut 1-3 "h=\$(uname -n); echo task \$FARM_CHUNK_INDEX started on \$h; while [ ! -e $share/go.\$h ]; do sleep 0.1; done; echo \$h >$share/out/cut.\$FARM_CHUNK_INDEX; echo task \$FARM_CHUNK_INDEX done on \$h")")"
+cut="$(fcli submit --quiet "$(request cut 1-3 "h=\$(uname -n); echo task \$FARM_CHUNK_INDEX started on \$h; while [ ! -e $share/go.\$h ]; do sleep 0.1; done; echo \$h >$share/out/cut.\$FARM_CHUNK_INDEX; echo task \$FARM_CHUNK_INDEX done on \$h")")"
 busy_hosts() { agents_json | jq -r --arg job "$cut" '[.agents[] | select(.alive and .job_id == $job) | .hostname] | sort | join(" ")'; }
 all_busy() { [ "$(busy_hosts)" = "host-a host-b host-c" ]; }
 wait_for 20 "the 3 tasks should run one per host" all_busy
@@ -309,7 +309,7 @@ echo "   host-b's agent registered again (agent $b_agent -> $new_b) $(( SECONDS 
 grep -q "declared lost\|registering again" "$remote_dir"/host-b-*.log || die "host-b's agent log does not say it was lost"
 [ -e "$share/out/cut.$b_task" ] && [ "$(cat "$share/out/cut.$b_task")" = host-c ] || die "frame $b_frame was overwritten"
 rm -f "$share"/out/spread.*
-again="$(fcli submit "$(request again 1-9 "uname -n >$share/out/spread.\$FARM_CHUNK_INDEX; sleep 0.5")")"
+again="$(fcli submit --quiet "$(request again 1-9 "uname -n >$share/out/spread.\$FARM_CHUNK_INDEX; sleep 0.5")")"
 wait_state "$again" Completed 60
 grep -qx host-b "$share"/out/spread.* >/dev/null || die "host-b ran nothing after it rejoined: $(cat "$share"/out/spread.* | sort | uniq -c)"
 echo "   a later job ran on: $(cat "$share"/out/spread.* | sort -u | tr '\n' ' ')"
