@@ -4,7 +4,8 @@
 # Deadline Cloud emulation (tools/openjd/deadline_emulator.py, loopback only, dummy
 # credentials; never AWS), the gated oracle tests (openjd check on
 # every golden, >= 2,000 adversarial bundles through openjd-model, sample `openjd run`s
-# byte-exact), the conformance suite on the local transport, and the benchmark.
+# byte-exact, the adapter's check through the real openjd check), the conformance suite on
+# the local transport (its check checks included), and the benchmark.
 # Fails loudly if anything is missing. Runtime on a loaded 2-core machine: ~3-4 min after
 # the first build.
 set -euo pipefail

@@ -9,7 +9,8 @@
 #   1. tests/real_slurm.rs: hostile names/tags/paths round-trip through the real sbatch and
 #      slurmrestd, every example request passes `sbatch --test-only`, the adversarial
 #      example runs for real (CLI, REST, and CLI through the ssh runner) and prints exactly
-#      what the local executor prints;
+#      what the local executor prints; check (sbatch --test-only) and retry_failed
+#      (scontrol requeue of a failed and a cancelled array element only);
 #   2. the conformance suite through the CLI transport;
 #   3. the conformance suite through slurmrestd, on the same cluster: it still holds the
 #      first run's finished jobs, and a run must not find another run's jobs (job names

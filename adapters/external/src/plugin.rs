@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 use farm_core::{
-    Capabilities, CommonSettings, FarmError, FarmPlugin, FarmSpec, InstallationMetadata, Job,
-    JobFilter, JobId, JobRequest, LogChunk, RenderedJob, Result,
+    Capabilities, CheckReport, CommonSettings, FarmError, FarmPlugin, FarmSpec,
+    InstallationMetadata, Job, JobFilter, JobId, JobRequest, LogChunk, RenderedJob, Result,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -168,6 +168,24 @@ impl FarmPlugin for ExternalFarm {
             json!({ "request": request, "tasks": wire_tasks(request) }),
         )
         .await
+    }
+
+    async fn check(&self, request: &JobRequest) -> Result<CheckReport> {
+        self.require(self.capabilities.check, "check")?;
+        request.validate()?;
+        let report: CheckReport = self
+            .call_as(
+                "check",
+                json!({ "request": request, "tasks": wire_tasks(request) }),
+            )
+            .await?;
+        if report.message.trim().is_empty() {
+            return Err(FarmError::scheduler(format!(
+                "the external adapter of farm {} answered check with an empty message",
+                self.client.name()
+            )));
+        }
+        Ok(report)
     }
 
     async fn job(&self, id: &JobId) -> Result<Job> {

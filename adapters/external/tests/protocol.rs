@@ -144,3 +144,49 @@ else:
     let err = f.job(&JobId::new("3")).await.unwrap_err();
     assert_eq!(err.to_string(), "job is not supported by the toy adapter");
 }
+
+/// `check`: gated by the capability; a result is the report, an `invalid_request` error the
+/// refusal in the adapter's words; the params are those of `submit`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_is_a_capability_and_carries_request_and_tasks() {
+    let req = farm_core::JobRequest::new(
+        "c",
+        vec![farm_core::Command::Argv(vec!["/bin/true".into()])],
+    );
+    let off = farm(
+        &program(r#"reply({"id": c["id"], "result": {"message": "x"}})"#),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    assert_eq!(
+        off.check(&req).await.unwrap_err().kind(),
+        ErrorKind::Unsupported
+    );
+    let on = farm(
+        &program(
+            r#"p = c["params"]
+if c["method"] != "check" or "tasks" not in p or p["request"]["name"] != "c":
+    reply({"id": c["id"], "error": {"kind": "scheduler", "message": "bad call %s" % c}})
+elif p["request"].get("resources", {}).get("cpus", 1) > 4:
+    reply({"id": c["id"], "error": {"kind": "invalid_request", "field": "resources.cpus", "message": "only 4 CPUs here"}})
+else:
+    reply({"id": c["id"], "result": {"message": "fits", "estimated_start": 5, "placement": "box"}})"#,
+        )
+        .replace("caps[\"stop\"] = True", "caps[\"stop\"] = True; caps[\"check\"] = True"),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    assert!(on.capabilities().check && !on.capabilities().check_resources);
+    let report = on.check(&req).await.unwrap();
+    assert_eq!(report.message, "fits");
+    assert_eq!(report.estimated_start, Some(5));
+    assert_eq!(report.placement.as_deref(), Some("box"));
+    let mut big = req.clone();
+    big.resources.cpus = Some(64);
+    let err = on.check(&big).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidRequest);
+    assert_eq!(
+        err.to_string(),
+        "invalid request: resources.cpus: only 4 CPUs here"
+    );
+}

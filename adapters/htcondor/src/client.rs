@@ -141,6 +141,21 @@ impl CondorCli {
         self.run(&argv, Some(description.as_bytes())).await
     }
 
+    /// `condor_submit -terse -dry-run - [-append LINE]... -`: condor_submit parses the
+    /// description on standard input and builds every proc's ad as a submit would, without
+    /// creating a job (its ads go to standard output, `-terse` adds `C.0 - C.N`). It needs
+    /// no schedd, but asks one for its version when it can find it (and fails when a named
+    /// `schedd` cannot be found).
+    pub async fn dry_run(&self, description: &str, append: &[String]) -> Result<CommandOutput> {
+        let mut argv = self.tool("condor_submit");
+        argv.extend(["-terse".to_owned(), "-dry-run".to_owned(), "-".to_owned()]);
+        for line in append {
+            argv.extend(["-append".to_owned(), line.clone()]);
+        }
+        argv.push("-".to_owned());
+        self.run(&argv, Some(description.as_bytes())).await
+    }
+
     /// `condor_submit -terse -append LINE... FILE`: submits a job file already on the submit
     /// host again.
     pub async fn resubmit(&self, file: &str, append: &[String]) -> Result<CommandOutput> {

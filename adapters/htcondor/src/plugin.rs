@@ -6,8 +6,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use farm_core::{
-    Capabilities, CommandRunner, CommonSettings, FarmError, FarmPlugin, FarmSpec, Job, JobFilter,
-    JobId, JobRequest, KatanaServices, LocalRunner, LogChunk, RenderedJob, Result, SshRunner, tail,
+    Capabilities, CheckReport, CommandRunner, CommonSettings, FarmError, FarmPlugin, FarmSpec, Job,
+    JobFilter, JobId, JobRequest, KatanaServices, LocalRunner, LogChunk, RenderedJob, Result,
+    SshRunner, tail,
 };
 use uuid::Uuid;
 
@@ -424,7 +425,10 @@ impl FarmPlugin for CondorFarm {
             dependencies: false,
             idempotent_submit: true,
             retry_failed: false,
-            check: false,
+            // Render (the adapter's own checks of what condor_submit would refuse) and
+            // `condor_submit -dry-run` of the description submit sends.
+            check: true,
+            // No slot is consulted: the dry run does not match the job against machines.
             check_resources: false,
             job_times: true,
         }
@@ -474,6 +478,26 @@ impl FarmPlugin for CondorFarm {
         }
         self.track(cluster, identity_of(request, &layout, 1, self.judge().now));
         Ok(JobId::new(cluster.to_string()))
+    }
+
+    async fn check(&self, request: &JobRequest) -> Result<CheckReport> {
+        request.validate()?;
+        if !request.depends_on.is_empty() {
+            return Err(self.unsupported("check with depends_on"));
+        }
+        // Everything the adapter itself refuses (values the submit language cannot carry)
+        // is refused here, before asking condor_submit.
+        let rendered = render::render(request, &self.settings)?;
+        // The wrapper script (wrapper mode) is written only by submit: condor_submit would
+        // refuse a transferred executable that does not exist yet, so the dry run alone
+        // appends `transfer_executable = false` (docs/htcondor.md).
+        let append = if rendered.files.iter().skip(1).any(|f| f.executable) {
+            vec!["transfer_executable = false".to_owned()]
+        } else {
+            Vec::new()
+        };
+        let out = self.cli.dry_run(&rendered.main().contents, &append).await?;
+        parse::parse_dry_run(&out)
     }
 
     async fn job(&self, id: &JobId) -> Result<Job> {

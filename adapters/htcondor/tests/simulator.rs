@@ -593,3 +593,64 @@ async fn many_jobs_are_polled_with_one_condor_q_call() {
     std::fs::write(&go, "go").unwrap();
     until_state(f.farm.as_ref(), &running, JobState::Completed).await;
 }
+
+/// `check` renders (the adapter's own refusals), then `condor_submit -terse -dry-run - -`
+/// of exactly the description submit sends; nothing is queued or written, a wrapper-mode
+/// job's not-yet-written wrapper is not transferred in the dry run only, and condor_submit's
+/// refusal is `InvalidRequest` in its words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_is_a_dry_run_of_what_submit_sends() {
+    let f = SimFarm::new(|_, _| {});
+    assert!(f.farm.capabilities().check && !f.farm.capabilities().check_resources);
+    let mut direct = request("checked", vec![sh("true", &[])]);
+    direct.frames = Some("1-4".parse().unwrap());
+    let report = f.farm.check(&direct).await.unwrap();
+    assert_eq!(
+        report.message,
+        "condor_submit -dry-run accepted the submit description: 4 proc(s) would be queued"
+    );
+    assert_eq!(f.sim.submissions(), 0);
+    assert_eq!(f.sim.queued(), 0);
+    assert!(
+        !f.dir.path().join("logs").exists(),
+        "check wrote the job's directory"
+    );
+    let rendered = f.farm.render(&direct).await.unwrap();
+    assert_eq!(f.sim.dry_runs(), vec![rendered.main().contents.clone()]);
+
+    // Two commands: wrapper mode, whose task.sh only submit writes.
+    let wrapped = request("wrapped", vec![sh("true", &[]), sh("true", &[])]);
+    assert_eq!(
+        farm_htcondor::render::mode(&wrapped, f.farm.settings()),
+        farm_htcondor::render::Mode::Wrapper
+    );
+    f.farm.check(&wrapped).await.unwrap();
+    let args = f.sim.last_args("condor_submit");
+    assert!(
+        args.windows(2)
+            .any(|w| w[0] == "-append" && w[1] == "transfer_executable = false"),
+        "{args:?}"
+    );
+    assert_eq!(f.sim.submissions(), 0);
+
+    // What condor_submit refuses comes back in its words.
+    let mut refused = request("refused", vec![sh("true", &[])]);
+    refused
+        .native
+        .insert("htcondor".into(), serde_json::json!({"universe": "grid"}));
+    let err = f.farm.check(&refused).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidRequest, "{err}");
+    assert!(err.to_string().contains("universe"), "{err}");
+    // What the adapter refuses never reaches condor_submit.
+    let before = f.sim.dry_runs().len();
+    let mut bad = request("bad", vec![sh("true", &[])]);
+    bad.native.insert(
+        "htcondor".into(),
+        serde_json::json!({"executable": "/bin/x"}),
+    );
+    assert_eq!(
+        f.farm.check(&bad).await.unwrap_err().kind(),
+        ErrorKind::InvalidRequest
+    );
+    assert_eq!(f.sim.dry_runs().len(), before);
+}

@@ -71,6 +71,14 @@ impl LocalRuns {
         }
     }
 
+    /// A new folder for the bundle `check` validates (`<data root>/checks/<uuid>`, never
+    /// a job folder); the caller removes it.
+    pub fn check_dir(&self) -> PathBuf {
+        self.root
+            .join("checks")
+            .join(uuid::Uuid::new_v4().simple().to_string())
+    }
+
     /// Whether `id` could name a job folder (anything else names no job).
     pub fn valid_id(id: &str) -> bool {
         id.len() == 20 && id.starts_with("ojd-") && id[4..].bytes().all(|b| b.is_ascii_hexdigit())

@@ -1,7 +1,7 @@
 //! Native output -> job states. Pure: tested on recorded `openjd run` logs and `deadline`
 //! CLI output in `fixtures/openjd/`.
 
-use farm_core::{EpochMillis, FarmError, Job, JobState, Result};
+use farm_core::{CheckReport, CommandOutput, EpochMillis, FarmError, Job, JobState, Result};
 use serde::Deserialize;
 
 /// Deadline Cloud's job lifecycle statuses (botocore `JobLifecycleStatus`): `None` means
@@ -231,6 +231,35 @@ pub fn parse_job_list(text: &str) -> Result<Vec<String>> {
     Ok(rows.into_iter().map(|r| r.job_id).collect())
 }
 
+/// `openjd check TEMPLATE`'s answer: exit 0 with `Template at '...' passes validation
+/// checks.` is the report; exit 1 with `ERROR: '...' failed checks: ...` is
+/// `InvalidRequest` in openjd's words. The temporary template's path reads
+/// `template.yaml`. Anything else (openjd missing, killed) is a scheduler error.
+pub fn openjd_check(output: &CommandOutput, template: &str) -> Result<CheckReport> {
+    let words = |text: &str| text.replace(template, "template.yaml").trim().to_owned();
+    let said = words(&format!("{}\n{}", output.stdout, output.stderr));
+    match output.status {
+        Some(0) => Ok(CheckReport {
+            message: words(&output.stdout)
+                .lines()
+                .find(|l| l.contains("passes"))
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("openjd check passed: {said}")),
+            estimated_start: None,
+            placement: None,
+        }),
+        Some(1) if said.contains("failed checks") => Err(FarmError::invalid(
+            "request",
+            format!("openjd check refused the bundle: {said}"),
+        )),
+        status => Err(FarmError::scheduler(format!(
+            "openjd check exited {}: {}",
+            status.map_or("by a signal".to_owned(), |s| s.to_string()),
+            said.chars().take(2000).collect::<String>()
+        ))),
+    }
+}
+
 /// Why an `openjd run` failed, from its log: the last non-zero `exited with code: N`
 /// (`exit code N`), or a timeout.
 pub fn run_failure_reason(log: &str) -> Option<String> {
@@ -292,6 +321,46 @@ pub fn local_state(facts: &AttemptFacts, log: &str) -> (JobState, Option<String>
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn openjd_check_answers() {
+        use farm_core::{CommandOutput, ErrorKind};
+        let out = |status, stdout: &str| CommandOutput {
+            status,
+            stdout: stdout.into(),
+            stderr: String::new(),
+        };
+        let t = "/data/checks/abc/template.yaml";
+        let ok = super::openjd_check(
+            &out(
+                Some(0),
+                "Template at '/data/checks/abc/template.yaml' passes validation checks.\n",
+            ),
+            t,
+        )
+        .unwrap();
+        assert_eq!(
+            ok.message,
+            "Template at 'template.yaml' passes validation checks."
+        );
+        let refused = super::openjd_check(
+            &out(
+                Some(1),
+                "ERROR: '/data/checks/abc/template.yaml' failed checks: 1 validation errors for JobTemplate\nsteps[0] -> script -> actions -> onRun -> command:\n\tVariable Param.Nope does not exist at this location.\n",
+            ),
+            t,
+        )
+        .unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::InvalidRequest);
+        let text = refused.to_string();
+        assert!(
+            text.contains("Variable Param.Nope does not exist"),
+            "{text}"
+        );
+        assert!(!text.contains("/data/checks"), "{text}");
+        let missing = super::openjd_check(&out(Some(127), ""), t).unwrap_err();
+        assert_eq!(missing.kind(), ErrorKind::Scheduler);
+    }
+
     use super::*;
 
     #[test]

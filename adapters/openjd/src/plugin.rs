@@ -9,9 +9,9 @@ use async_trait::async_trait;
 use farm_core::journal::{Journal, JournalEntry};
 use farm_core::tail::{self, LogRead};
 use farm_core::{
-    Capabilities, CommandRunner, CommonSettings, EpochMillis, FarmError, FarmPlugin, FarmSpec, Job,
-    JobFilter, JobId, JobRequest, KatanaServices, LocalRunner, LogChunk, RenderedJob, Result,
-    now_millis,
+    Capabilities, CheckReport, CommandRunner, CommonSettings, EpochMillis, FarmError, FarmPlugin,
+    FarmSpec, Job, JobFilter, JobId, JobRequest, KatanaServices, LocalRunner, LogChunk,
+    RenderedJob, Result, now_millis,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -58,7 +58,12 @@ pub const ADAPTER: &str = "openjd";
 
 #[derive(Debug)]
 enum Backend {
-    Local(LocalRuns),
+    Local {
+        runs: LocalRuns,
+        /// Runs `openjd check` (`check`).
+        runner: Arc<dyn CommandRunner>,
+        openjd: String,
+    },
     Deadline {
         cli: DeadlineCli,
         journal: Journal<Submitted>,
@@ -101,11 +106,11 @@ impl OpenJdFarm {
         settings.validate(name)?;
         let root = settings.data_root(name)?;
         let backend = match settings.transport {
-            Transport::Local => Backend::Local(LocalRuns::new(
-                root,
-                settings.openjd_bin.clone(),
-                settings.stop_grace,
-            )),
+            Transport::Local => Backend::Local {
+                runs: LocalRuns::new(root, settings.openjd_bin.clone(), settings.stop_grace),
+                runner,
+                openjd: settings.openjd_bin.clone(),
+            },
             Transport::DeadlineCloud => Backend::Deadline {
                 cli: DeadlineCli::new(
                     runner,
@@ -213,14 +218,16 @@ impl FarmPlugin for OpenJdFarm {
         Capabilities {
             stage_files: self.katana.can_stage(),
             list_jobs: true,
-            render_log: matches!(self.backend, Backend::Local(_)),
+            render_log: matches!(self.backend, Backend::Local { .. }),
             read_log: true,
             stop: true,
             start: true,
             dependencies: false,
             idempotent_submit: true,
             retry_failed: false,
-            check: false,
+            // `openjd check` of the bundle (local); Deadline Cloud has no check call.
+            check: matches!(self.backend, Backend::Local { .. }),
+            // OpenJD knows no farm's resources: host requirements are matched by a fleet.
             check_resources: false,
             job_times: true,
         }
@@ -237,7 +244,7 @@ impl FarmPlugin for OpenJdFarm {
     async fn submit(&self, request: &JobRequest) -> Result<JobId> {
         let bundle = self.render(request).await?;
         match &self.backend {
-            Backend::Local(runs) => {
+            Backend::Local { runs, .. } => {
                 if let Some(id) = runs.ids().into_iter().find(|id| {
                     runs.record(id)
                         .is_some_and(|r| r.render_context == request.render_context)
@@ -289,14 +296,14 @@ impl FarmPlugin for OpenJdFarm {
 
     async fn job(&self, id: &JobId) -> Result<Job> {
         match &self.backend {
-            Backend::Local(runs) => self.local_job(runs, id),
+            Backend::Local { runs, .. } => self.local_job(runs, id),
             Backend::Deadline { cli, journal, .. } => self.deadline_job(cli, journal, id).await,
         }
     }
 
     async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>> {
         let ids: Vec<String> = match &self.backend {
-            Backend::Local(runs) => runs.ids(),
+            Backend::Local { runs, .. } => runs.ids(),
             // Only this client's jobs: a queue holds every submitter's.
             Backend::Deadline { journal, .. } => journal.all().into_iter().map(|e| e.id).collect(),
         };
@@ -313,7 +320,7 @@ impl FarmPlugin for OpenJdFarm {
 
     async fn render_log_filename(&self, id: &JobId) -> Result<Option<String>> {
         match &self.backend {
-            Backend::Local(_) => Ok(self.job(id).await?.render_log_filename),
+            Backend::Local { .. } => Ok(self.job(id).await?.render_log_filename),
             Backend::Deadline { .. } => Err(self.unsupported("render_log_filename")),
         }
     }
@@ -322,7 +329,7 @@ impl FarmPlugin for OpenJdFarm {
         let job = self.job(id).await?;
         let terminal = job.state.is_terminal();
         match &self.backend {
-            Backend::Local(_) => {
+            Backend::Local { .. } => {
                 tail::read_log_file(job.render_log_filename.as_deref(), offset, terminal).await
             }
             Backend::Deadline { cli, .. } => {
@@ -338,7 +345,7 @@ impl FarmPlugin for OpenJdFarm {
             return Ok(id.clone());
         }
         match &self.backend {
-            Backend::Local(runs) => {
+            Backend::Local { runs, .. } => {
                 let mut record = runs
                     .record(id.as_str())
                     .ok_or_else(|| FarmError::job_not_found(id.clone()))?;
@@ -357,13 +364,44 @@ impl FarmPlugin for OpenJdFarm {
         Ok(id.clone())
     }
 
+    async fn check(&self, request: &JobRequest) -> Result<CheckReport> {
+        let Backend::Local {
+            runs,
+            runner,
+            openjd,
+        } = &self.backend
+        else {
+            return Err(FarmError::unsupported(
+                "check",
+                format!(
+                    "openjd ({}): the deadline-cloud transport has no check call (Deadline \
+                     Cloud validates a template only when CreateJob creates the job; host \
+                     requirements against the queue's fleets are not compared: see \
+                     docs/openjd.md); `farm render` then `openjd check` validates the bundle",
+                    self.katana.farm()
+                ),
+            ));
+        };
+        let bundle = self.render(request).await?;
+        let dir = runs.check_dir();
+        write_bundle(&dir, &bundle)?;
+        let argv = vec![
+            openjd.clone(),
+            "check".to_owned(),
+            dir.join("template.yaml").display().to_string(),
+        ];
+        let output = runner.run(&argv, None).await;
+        let _ = std::fs::remove_dir_all(&dir);
+        parse::openjd_check(&output?, &dir.join("template.yaml").display().to_string())
+    }
+
     async fn stop(&self, id: &JobId) -> Result<()> {
         let job = self.job(id).await?;
         if job.state.is_terminal() {
             return Ok(());
         }
         match &self.backend {
-            Backend::Local(runs) => runs.stop(id.as_str(), job.attempt).await,
+            Backend::Local { runs, .. } => runs.stop(id.as_str(), job.attempt).await,
             Backend::Deadline { cli, .. } => cli.cancel(id).await,
         }
     }

@@ -130,6 +130,55 @@ fn openjd_check_accepts_every_golden() {
     }
 }
 
+/// `check` on the local transport runs the real `openjd check` on the bundle: a valid
+/// request passes with openjd's line, one openjd refuses (a host requirement whose max is
+/// below its min) is `InvalidRequest` in openjd's words, and nothing is left behind.
+#[tokio::test]
+#[ignore = "needs openjd: run with FARM_OPENJD_BIN set and --ignored"]
+async fn check_asks_the_real_openjd_check() {
+    use farm_core::FarmPlugin as _;
+    let dir = tempfile::tempdir().unwrap();
+    let settings = farm_openjd::OpenJdSettings {
+        openjd_bin: openjd().display().to_string(),
+        data_root: Some(dir.path().join("data")),
+        ..Default::default()
+    };
+    let farm =
+        farm_openjd::OpenJdFarm::from_settings("oracle", settings, Default::default()).unwrap();
+    assert!(farm.capabilities().check && !farm.capabilities().check_resources);
+    let mut req = JobRequest::new("checked", vec![Command::Argv(vec!["/bin/true".into()])]);
+    req.frames = Some(FrameSet::range(1, 3).unwrap());
+    let report = farm.check(&req).await.unwrap();
+    assert_eq!(
+        report.message,
+        "Template at 'template.yaml' passes validation checks."
+    );
+    req.native.insert(
+        "openjd".into(),
+        serde_json::json!({"host_requirements": {"amounts": [
+            {"name": "amount.worker.vcpu", "min": 5, "max": 2}
+        ]}}),
+    );
+    let refused = farm.check(&req).await.unwrap_err();
+    assert_eq!(
+        refused.kind(),
+        farm_core::ErrorKind::InvalidRequest,
+        "{refused}"
+    );
+    assert!(
+        refused
+            .to_string()
+            .contains("Value for 'max' must be greater or equal to 'min'"),
+        "{refused}"
+    );
+    let checks = dir.path().join("data/checks");
+    let left: Vec<_> = std::fs::read_dir(&checks)
+        .map(|d| d.flatten().collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "check left {left:?}");
+    assert!(!dir.path().join("data/jobs").exists());
+}
+
 #[test]
 #[ignore = "needs openjd: run with FARM_OPENJD_BIN set and --ignored"]
 fn adversarial_bundles_all_pass_the_openjd_validator() {

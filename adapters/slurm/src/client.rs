@@ -300,6 +300,25 @@ impl CliClient {
         Ok(())
     }
 
+    /// `scontrol requeue N_I,N_J,...` (array elements, or `N` for a job that is not an
+    /// array), then `scontrol update jobid=N_I starttime=now+2` for each, as for
+    /// [`CliClient::requeue`]. The job keeps its id; elements not named are untouched.
+    pub async fn requeue_elements(&self, id: &JobId, elements: &[String]) -> Result<()> {
+        let list = elements.join(",");
+        self.slurm("scontrol", &["requeue", &list], None, Some(id))
+            .await?;
+        for element in elements {
+            let jobid = format!("jobid={element}");
+            if let Err(e) = self
+                .slurm("scontrol", &["update", &jobid, RELEASE_AT], None, Some(id))
+                .await
+            {
+                tracing::warn!(%element, error = %e, "requeued element keeps Slurm's begin-time delay");
+            }
+        }
+        Ok(())
+    }
+
     /// `sacct -X -n -P -j ID -o ...`; `Ok(None)` when Slurm has no accounting storage.
     pub async fn sacct(&self, id: &JobId) -> Result<Option<String>> {
         let argv = vec![

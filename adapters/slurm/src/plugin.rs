@@ -531,7 +531,8 @@ impl FarmPlugin for SlurmFarm {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             stage_files: self.katana.can_stage(),
-            retry_failed: false,
+            // `scontrol requeue` of the failed elements; slurmrestd 0.0.38 has no requeue.
+            retry_failed: matches!(self.client, Client::Cli(_)),
             // `sbatch --test-only` matches the job against the partition's nodes.
             check: self.test_only_cli().is_some(),
             check_resources: self.test_only_cli().is_some(),
@@ -664,6 +665,53 @@ impl FarmPlugin for SlurmFarm {
             },
             Client::Rest(_) => self.resubmit(id, n, &job).await,
         }
+    }
+
+    async fn retry_failed(&self, id: &JobId) -> Result<JobId> {
+        let n = SlurmFarm::adapter_id(id)?;
+        let Client::Cli(cli) = &self.client else {
+            // Still JobNotFound for an unknown id, as the contract says.
+            self.job(id).await?;
+            return Err(FarmError::unsupported(
+                "retry_failed",
+                "slurm over slurmrestd (v0.0.38 has no requeue call; the CLI transport \
+                 requeues the failed array elements)",
+            ));
+        };
+        let job = self.job(id).await?;
+        if !job.state.is_terminal() {
+            // Its failed elements are retried once the job has finished.
+            return Ok(id.clone());
+        }
+        let records = self.active_records(id, n).await?;
+        let elements: Vec<String> = records
+            .iter()
+            .filter(|r| {
+                matches!(
+                    parse::map_state(&r.state).0,
+                    JobState::Failed | JobState::Cancelled
+                )
+            })
+            .filter_map(|r| match &r.task {
+                TaskKey::Single => Some(n.to_string()),
+                TaskKey::Index(i) => Some(format!("{n}_{i}")),
+                TaskKey::Pending(_) => None,
+            })
+            .collect();
+        if elements.is_empty() {
+            if matches!(job.state, JobState::Failed | JobState::Cancelled) {
+                return Err(FarmError::scheduler(format!(
+                    "cannot retry the failed tasks of job {id}: Slurm no longer holds its \
+                     elements (MinJobAge), so it cannot requeue them; `start` runs the whole \
+                     job again"
+                )));
+            }
+            // Nothing failed: nothing changes.
+            return Ok(id.clone());
+        }
+        cli.requeue_elements(id, &elements).await?;
+        self.journal.set_finished(&n, None);
+        Ok(id.clone())
     }
 
     async fn check(&self, request: &JobRequest) -> Result<CheckReport> {

@@ -571,3 +571,89 @@ async fn a_job_slurm_can_never_run_waits_saying_so() {
         Some("can never run here: PartitionConfig — the partition cannot satisfy the request")
     );
 }
+
+/// `retry_failed` on the real Slurm: a failed and a cancelled array element are requeued
+/// by `scontrol requeue N_I,N_J` (the script says `--requeue`), under the same job id, and
+/// only they run again; the completed elements do not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a real Slurm (FARM_TEST_SLURM=1, --ignored)"]
+async fn retry_failed_requeues_the_failed_and_cancelled_elements_only() {
+    require_slurm();
+    let root = tempfile::Builder::new()
+        .prefix("farm-slurm-retry-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let farm = cli_farm_on(root.path());
+    assert!(farm.capabilities().retry_failed);
+    let runs = root.path().join("runs");
+    // Frame 2 fails and frame 3 blocks (until cancelled) the first time only.
+    let script = format!(
+        "echo \"$1\" >> '{r}'
+         if [ ! -e '{r}.again' ]; then
+           [ \"$1\" = 2 ] && exit 3
+           [ \"$1\" = 3 ] && {{ : > '{r}.blocking'; sleep 300; }}
+         fi
+         exit 0",
+        r = runs.display()
+    );
+    let mut request = JobRequest::new(
+        "farm-retry-failed",
+        vec![farm_core::Command::Argv(vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            script,
+            "sh".into(),
+            "{frame}".into(),
+        ])],
+    );
+    request.frames = Some("1-4".parse().unwrap());
+    let id = farm.submit(&request).await.unwrap();
+    let blocking = root.path().join("runs.blocking");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !blocking.exists() {
+        assert!(std::time::Instant::now() < deadline, "frame 3 never ran");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Frame 3 is array element 2: cancel that element alone.
+    let cancel = run(&["scancel", &format!("{id}_2")], None);
+    assert!(cancel.status.success(), "{cancel:?}");
+    let wait = WaitOptions {
+        timeout: Duration::from_secs(120),
+        interval: Duration::from_millis(500),
+        max_interval: Duration::from_secs(2),
+    };
+    let first = farm
+        .wait_until_finished(&id, &wait, &mut |_| {})
+        .await
+        .unwrap();
+    assert!(
+        matches!(first.state, JobState::Failed | JobState::Cancelled),
+        "{first:?}"
+    );
+    std::fs::write(root.path().join("runs.again"), "").unwrap();
+    assert_eq!(farm.retry_failed(&id).await.unwrap(), id);
+    let shown = run(&["scontrol", "show", "job", &id.to_string()], None);
+    eprintln!(
+        "after retry_failed:\n{}",
+        String::from_utf8_lossy(&shown.stdout)
+    );
+    let second = farm
+        .wait_until_finished(&id, &wait, &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(second.state, JobState::Completed, "{second:?}");
+    let mut ran: Vec<String> = std::fs::read_to_string(&runs)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    ran.sort();
+    assert_eq!(
+        ran,
+        ["1", "2", "2", "3", "3", "4"],
+        "only frames 2 and 3 ran again"
+    );
+    // Nothing failed now: nothing changes.
+    assert_eq!(farm.retry_failed(&id).await.unwrap(), id);
+    assert_eq!(farm.job(&id).await.unwrap().state, JobState::Completed);
+}

@@ -365,3 +365,68 @@ async fn a_missing_slurm_command_is_a_configuration_error() {
         "{err}"
     );
 }
+
+/// `retry_failed` through the CLI: `scontrol requeue` of the failed array elements only,
+/// under the same job id; a job with nothing failed is left alone; unknown ids are
+/// JobNotFound; slurmrestd has no requeue call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_failed_requeues_only_the_failed_elements() {
+    let (farm, _engine, dir) = cli_farm(EngineConfig::default(), |_| {});
+    assert!(farm.capabilities().retry_failed);
+    let runs = dir.path().join("runs");
+    let script = format!(
+        "echo \"$1\" >> '{runs}'; if [ \"$1\" = 2 ] && [ ! -e '{runs}.again' ]; then : > '{runs}.again'; exit 3; fi",
+        runs = runs.display()
+    );
+    let mut req = JobRequest::new(
+        "retry",
+        vec![Command::Argv(vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            script,
+            "sh".into(),
+            "{frame}".into(),
+        ])],
+    );
+    req.frames = Some("1-4".parse().unwrap());
+    let id = farm.submit(&req).await.unwrap();
+    let first = finish(&farm, &id).await;
+    assert_eq!(first.state, JobState::Failed, "{first:?}");
+    assert_eq!(farm.retry_failed(&id).await.unwrap(), id);
+    let second = finish(&farm, &id).await;
+    assert_eq!(second.state, JobState::Completed, "{second:?}");
+    let mut ran: Vec<String> = std::fs::read_to_string(&runs)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    ran.sort();
+    assert_eq!(ran, ["1", "2", "2", "3", "4"], "only frame 2 ran again");
+    // Nothing failed now: nothing changes.
+    assert_eq!(farm.retry_failed(&id).await.unwrap(), id);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(farm.job(&id).await.unwrap().state, JobState::Completed);
+    assert_eq!(std::fs::read_to_string(&runs).unwrap().lines().count(), 5);
+    assert_eq!(
+        farm.retry_failed(&JobId::new("999999"))
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::JobNotFound
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rest_transport_cannot_retry_failed_tasks() {
+    let (farm, _engine, _server, _dir) = rest_farm(EngineConfig::default()).await;
+    assert!(!farm.capabilities().retry_failed);
+    let id = farm
+        .submit(&JobRequest::new("rest retry", vec![sh("exit 2")]))
+        .await
+        .unwrap();
+    finish(&farm, &id).await;
+    assert_eq!(
+        farm.retry_failed(&id).await.unwrap_err().kind(),
+        ErrorKind::Unsupported
+    );
+}

@@ -291,6 +291,62 @@ pub fn parse_terse(out: &CommandOutput) -> Result<(u32, u32)> {
     })
 }
 
+/// `condor_submit -terse -dry-run - -`'s answer: the `C.0 - C.N` line among the ads it
+/// printed becomes the report (`condor_submit -dry-run: N proc(s) would be queued`); a
+/// refusal (exit 1, `ERROR: ...` on stderr) is `InvalidRequest` in condor_submit's words,
+/// unless it is about reaching the schedd or running the tool at all.
+pub fn parse_dry_run(out: &CommandOutput) -> Result<farm_core::CheckReport> {
+    if !out.success() {
+        let err = command_error("condor_submit -dry-run", out);
+        return Err(match err {
+            FarmError::Scheduler { message, .. } if out.status == Some(1) => {
+                FarmError::invalid("request", message)
+            }
+            other => other,
+        });
+    }
+    let summary = out.stdout.lines().rev().map(str::trim).find(|l| {
+        l.split_once(" - ").is_some_and(|(a, b)| {
+            [a, b].iter().all(|id| {
+                id.split_once('.').is_some_and(|(c, p)| {
+                    !c.is_empty()
+                        && !p.is_empty()
+                        && c.bytes().chain(p.bytes()).all(|b| b.is_ascii_digit())
+                })
+            })
+        })
+    });
+    let Some(line) = summary else {
+        return Err(FarmError::scheduler(format!(
+            "condor_submit -dry-run printed no `C.0 - C.N` line: {:?}; stderr: {}",
+            out.stdout.chars().take(300).collect::<String>(),
+            out.stderr.trim()
+        )));
+    };
+    let (_, procs) = parse_terse(&CommandOutput {
+        status: Some(0),
+        stdout: line.to_owned(),
+        stderr: String::new(),
+    })?;
+    let warnings: Vec<&str> = out
+        .stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("WARNING"))
+        .collect();
+    let mut message = format!(
+        "condor_submit -dry-run accepted the submit description: {procs} proc(s) would be queued"
+    );
+    if !warnings.is_empty() {
+        message.push_str(&format!(" ({})", warnings.join("; ")));
+    }
+    Ok(farm_core::CheckReport {
+        message,
+        estimated_start: None,
+        placement: None,
+    })
+}
+
 /// The cluster-wide actions of `condor_rm`, `condor_hold` and `condor_release`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -421,6 +477,41 @@ pub fn command_error(tool: &str, out: &CommandOutput) -> FarmError {
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    #[test]
+    fn dry_run_answers() {
+        use farm_core::ErrorKind;
+        let out = |status, stdout: &str, stderr: &str| CommandOutput {
+            status: Some(status),
+            stdout: stdout.into(),
+            stderr: stderr.into(),
+        };
+        let report = parse_dry_run(&out(0, "ClusterId=1\nProcId=0\n\n1.0 - 1.3\n", "")).unwrap();
+        assert_eq!(
+            report.message,
+            "condor_submit -dry-run accepted the submit description: 4 proc(s) would be queued"
+        );
+        let refused = parse_dry_run(&out(
+            1,
+            "",
+            "\nERROR: on Line 5 of submit file: Unbalanced quotes\n",
+        ))
+        .unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::InvalidRequest);
+        assert!(
+            refused.to_string().contains("Unbalanced quotes"),
+            "{refused}"
+        );
+        let unreachable = parse_dry_run(&out(
+            1,
+            "",
+            "\nERROR: Can't find address of schedd sched.example.org\n",
+        ))
+        .unwrap_err();
+        assert_eq!(unreachable.kind(), ErrorKind::Unavailable);
+        let garbage = parse_dry_run(&out(0, "hello\n", "")).unwrap_err();
+        assert_eq!(garbage.kind(), ErrorKind::Scheduler);
+    }
 
     use farm_core::{JobId, JobState};
 

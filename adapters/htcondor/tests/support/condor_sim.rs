@@ -88,6 +88,8 @@ struct State {
     stall: usize,
     last_submission: Option<String>,
     submissions: usize,
+    dry_runs: Vec<String>,
+    last_args: BTreeMap<String, Vec<String>>,
     calls: BTreeMap<String, usize>,
 }
 
@@ -169,6 +171,16 @@ impl CondorSim {
     /// How many times `condor_submit` ran.
     pub fn submissions(&self) -> usize {
         self.lock().submissions
+    }
+
+    /// The arguments a tool last ran with.
+    pub fn last_args(&self, tool: &str) -> Vec<String> {
+        self.lock().last_args.get(tool).cloned().unwrap_or_default()
+    }
+
+    /// The descriptions `condor_submit -dry-run` parsed, in order.
+    pub fn dry_runs(&self) -> Vec<String> {
+        self.lock().dry_runs.clone()
     }
 
     /// Number of procs in the queue.
@@ -415,12 +427,26 @@ impl CondorSim {
 
     async fn condor_submit(&self, args: &[String], stdin: Option<&[u8]>) -> CommandOutput {
         let mut terse = false;
+        let mut dry_run: Option<String> = None;
         let mut appended = Vec::new();
         let mut file = None;
         let mut i = 0;
         while i < args.len() {
             match args[i].as_str() {
                 "-terse" => terse = true,
+                // `-dry-run FILE`: FILE receives the ads (`-` is stdout); a following
+                // option is not a file (condor_submit: "-dry-run requires another argument").
+                "-dry-run" | "-dry" => {
+                    i += 1;
+                    match args.get(i) {
+                        Some(out) if out == "-" || !out.starts_with('-') => {
+                            dry_run = Some(out.clone());
+                        }
+                        _ => {
+                            return failed("condor_submit: -dry-run requires another argument\n");
+                        }
+                    }
+                }
                 "-append" | "-a" => {
                     i += 1;
                     appended.push(args.get(i).cloned().unwrap_or_default());
@@ -444,6 +470,9 @@ impl CondorSim {
                 }
             },
         };
+        if let Some(out) = dry_run {
+            return self.dry_run(&text, &appended, &out, terse);
+        }
         {
             let mut state = self.lock();
             state.last_submission = Some(text.clone());
@@ -456,6 +485,48 @@ impl CondorSim {
             Ok((cluster, procs)) => ok(format!("{cluster}.0 - {cluster}.{}\n", procs - 1)),
             Err(message) => failed(format!("\nERROR: {message}\n")),
         }
+    }
+
+    /// `condor_submit -dry-run OUT`, modelled on condor_submit's source: the description
+    /// is parsed and every proc's ad built as for a submit, against a simulated queue
+    /// (cluster 1) that creates nothing; a transferred executable must exist (the dry run
+    /// checks it, the log file it does not). The ads go to OUT as `Attr = value` lines, a
+    /// blank line between procs (the layout of the real ads is not modelled exactly);
+    /// `-terse` then prints `1.0 - 1.N`. Errors are `ERROR: ...` on stderr, exit 1.
+    fn dry_run(&self, text: &str, appended: &[String], out: &str, terse: bool) -> CommandOutput {
+        self.lock().dry_runs.push(text.to_owned());
+        let iwd = self.inner.config.submit_dir.display().to_string();
+        let specs = match submit_lang::build_procs(text, appended, 1, &iwd, now_secs()) {
+            Ok(specs) => specs,
+            Err(message) => return failed(format!("\nERROR: {message}\n")),
+        };
+        for spec in &specs {
+            if spec.transfer_executable && std::fs::metadata(&spec.cmd).is_err() {
+                return failed(format!(
+                    "\nERROR: Executable file {} does not exist\n",
+                    spec.cmd
+                ));
+            }
+        }
+        let mut ads = String::new();
+        for (i, spec) in specs.iter().enumerate() {
+            if i > 0 {
+                ads.push('\n');
+            }
+            for (name, value) in &spec.ad {
+                ads.push_str(&format!("{name} = {value}\n"));
+            }
+        }
+        let mut stdout = String::new();
+        if out == "-" {
+            stdout = ads;
+        } else if std::fs::write(out, &ads).is_err() {
+            return failed("\nERROR: Failed to open file -dry-run output file\n");
+        }
+        if terse && !specs.is_empty() {
+            stdout.push_str(&format!("1.0 - 1.{}\n", specs.len() - 1));
+        }
+        ok(stdout)
     }
 
     fn queue_cluster(
@@ -796,7 +867,11 @@ impl CommandRunner for CondorSim {
             .map(|p| p.rsplit('/').next().unwrap_or(p).to_owned())
             .unwrap_or_default();
         let args = &argv[1.min(argv.len())..];
-        *self.lock().calls.entry(tool.clone()).or_default() += 1;
+        {
+            let mut state = self.lock();
+            *state.calls.entry(tool.clone()).or_default() += 1;
+            state.last_args.insert(tool.clone(), args.to_vec());
+        }
         Ok(match tool.as_str() {
             "condor_submit" => self.condor_submit(args, stdin).await,
             "condor_q" => self.condor_q(args).await,

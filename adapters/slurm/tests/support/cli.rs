@@ -227,30 +227,47 @@ impl SimRunner {
                     format!("scancel: error: Invalid job id {}\n", arg(0)),
                 ),
             },
-            "scontrol" if arg(0) == "requeue" => match arg(1).parse::<u64>() {
-                Ok(id) => match self.engine.requeue(id) {
-                    Ok(()) => out(0, "", ""),
-                    Err(e) => out(1, "", format!("{e}\n")),
-                },
-                Err(_) => out(
-                    1,
-                    "",
-                    format!("Invalid job id specified for job {}\n", arg(1)),
-                ),
-            },
+            "scontrol" if arg(0) == "requeue" => {
+                // `N` (the whole job) or a comma list of `N_I` array elements.
+                let ids: Vec<Option<(u64, Option<u32>)>> =
+                    arg(1).split(',').map(element_id).collect();
+                let result = match ids.as_slice() {
+                    [Some((id, None))] => Some(self.engine.requeue(*id)),
+                    many if !many.is_empty()
+                        && many.iter().all(|e| matches!(e, Some((_, Some(_)))))
+                        && many
+                            .iter()
+                            .all(|e| e.map(|(id, _)| id) == many[0].map(|(id, _)| id)) =>
+                    {
+                        let id = many[0].expect("checked").0;
+                        let indices: Vec<u32> =
+                            many.iter().filter_map(|e| e.and_then(|(_, i)| i)).collect();
+                        Some(self.engine.requeue_tasks(id, &indices))
+                    }
+                    _ => None,
+                };
+                match result {
+                    Some(Ok(())) => out(0, "", ""),
+                    Some(Err(e)) => out(1, "", format!("{e}\n")),
+                    None => out(
+                        1,
+                        "",
+                        format!("Invalid job id specified for job {}\n", arg(1)),
+                    ),
+                }
+            }
             "scontrol" if arg(0) == "update" && arg(2).starts_with("starttime=now") => {
                 let delay = match arg(2).strip_prefix("starttime=now") {
                     Some("") => Some(0),
                     Some(plus) => plus.strip_prefix('+').and_then(|n| n.parse::<i64>().ok()),
                     None => None,
                 };
-                match (
-                    arg(1)
-                        .strip_prefix("jobid=")
-                        .and_then(|i| i.parse::<u64>().ok()),
-                    delay,
-                ) {
-                    (Some(id), Some(delay)) if self.engine.release(id, delay) => out(0, "", ""),
+                match (arg(1).strip_prefix("jobid=").and_then(element_id), delay) {
+                    (Some((id, index)), Some(delay))
+                        if self.engine.release_task(id, index, delay) =>
+                    {
+                        out(0, "", "")
+                    }
                     (_, None) => out(1, "", format!("Invalid time specification {}\n", arg(2))),
                     _ => out(1, "", "slurm_update error: Invalid job id specified\n"),
                 }
@@ -314,4 +331,12 @@ pub fn env_map(value: &serde_json::Value) -> Option<BTreeMap<String, String>> {
             .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
             .collect()
     })
+}
+
+/// `N` or `N_I` (an array element) as scontrol reads a job id.
+fn element_id(text: &str) -> Option<(u64, Option<u32>)> {
+    match text.split_once('_') {
+        None => Some((text.parse().ok()?, None)),
+        Some((id, index)) => Some((id.parse().ok()?, Some(index.parse().ok()?))),
+    }
 }

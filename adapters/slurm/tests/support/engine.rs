@@ -384,17 +384,66 @@ impl Engine {
         Ok(())
     }
 
-    /// `scontrol update jobid=N starttime=now+DELAY`.
+    /// `scontrol requeue N_I[,N_J...]`: array elements, as Slurm 22.05 does it (seen on the
+    /// lab): each finished element (COMPLETED, FAILED, CANCELLED, TIMEOUT) goes back to
+    /// PENDING (`BeginTime`, held ~2 minutes unless released) under the same job id, its
+    /// restart count up; the other elements are untouched. An unknown element fails the
+    /// call as scontrol does; a pending one is "Job is pending execution".
+    pub fn requeue_tasks(&self, id: u64, indices: &[u32]) -> Result<(), String> {
+        let mut st = self.lock();
+        let Some(job) = st.jobs.get_mut(&id) else {
+            return Err(format!("Invalid job id specified for job {id}"));
+        };
+        for i in indices {
+            match job.tasks.iter().find(|t| t.index == *i) {
+                None => return Err(format!("Invalid job id specified for job {id}_{i}")),
+                Some(t) if t.state == "PENDING" => {
+                    return Err(format!("Job is pending execution for job {id}_{i}"));
+                }
+                Some(t) if !is_terminal(t.state) => {
+                    return Err(format!(
+                        "the simulator only requeues finished elements ({id}_{i})"
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        let t_now = now();
+        for t in job.tasks.iter_mut().filter(|t| indices.contains(&t.index)) {
+            t.state = "PENDING";
+            t.reason = "BeginTime".into();
+            t.restarts += 1;
+            t.begin_at = t_now + 121;
+            t.revoked_at = t.end;
+            t.start = 0;
+            t.end = 0;
+            t.cancel = None;
+        }
+        Ok(())
+    }
+
+    /// `scontrol update jobid=N starttime=now+DELAY` (or `jobid=N_I`: one element).
     pub fn release(&self, id: u64, delay: i64) -> bool {
+        self.release_task(id, None, delay)
+    }
+
+    /// `scontrol update jobid=N[_I] starttime=now+DELAY`.
+    pub fn release_task(&self, id: u64, index: Option<u32>, delay: i64) -> bool {
         let mut st = self.lock();
         let Some(job) = st.jobs.get_mut(&id) else {
             return false;
         };
         let at = now() + delay;
-        for t in &mut job.tasks {
+        let mut found = false;
+        for t in job
+            .tasks
+            .iter_mut()
+            .filter(|t| index.is_none_or(|i| t.index == i))
+        {
             t.begin_at = at;
+            found = true;
         }
-        true
+        found
     }
 
     /// The v0.0.38 job objects of one job (empty if unknown), or of all jobs.
