@@ -544,6 +544,7 @@ async fn heartbeat(
     );
     let body = serde_json::to_value(Beat {
         running: vec![assignment],
+        load: host_load(),
     })
     .expect("serialises");
     loop {
@@ -674,4 +675,14 @@ mod tests {
         assert_eq!(task_for(&single, 0), Some(single.tasks().remove(0)));
         assert_eq!(task_for(&single, 1), None);
     }
+}
+
+/// The host's one-minute load average (Linux), for the queue's agent list.
+fn host_load() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }

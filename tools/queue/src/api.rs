@@ -270,23 +270,6 @@ pub async fn agents(State(state): State<AppState>) -> Result<Response, Problem> 
     Ok(Json(json!({ "agents": agents })).into_response())
 }
 
-/// `GET /`: the queue's web page (jobs, live logs, stop and restart, agents). It holds no
-/// data itself: it calls the API with the token the user gives it.
-pub async fn web_page() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static("default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'"),
-            ),
-        ],
-        include_str!("web/index.html"),
-    )
-        .into_response()
-}
-
 fn private(mut response: Response) -> Response {
     response
         .headers_mut()

@@ -28,6 +28,7 @@ use uuid::Uuid;
 use crate::state::{Derived, JobFacts, TaskCounts, TaskState, derive};
 use crate::wire::{AgentHello, Assignment, TaskReport};
 
+mod admin;
 mod agents;
 mod jobs;
 mod schema;
@@ -141,6 +142,8 @@ pub struct JobRecord {
     pub job: Job,
     /// When the record last changed (ms since the epoch; never decreases across changes).
     pub updated_at: i64,
+    /// The job's priority (higher runs first); changed with `PATCH /v1/jobs/{id}`.
+    pub priority: i64,
 }
 
 /// Filters of a list call, already validated.
@@ -189,7 +192,7 @@ pub struct AgentInfo {
 }
 
 /// An agent as the web page shows it: whether it is alive and what it runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AgentStatus {
     /// The server's id for it.
     pub id: i64,
@@ -213,6 +216,18 @@ pub struct AgentStatus {
     pub job_name: Option<String>,
     /// The task (chunk) of that job.
     pub task: Option<i64>,
+    /// That task's frames (`5-8`, `12`), when it has frames.
+    pub task_frames: Option<String>,
+    /// When that task started (or was handed out, until the agent confirms).
+    pub task_since: Option<i64>,
+    /// Taken out of service: it finishes what it runs but gets no new task.
+    pub disabled: bool,
+    /// When the queue last heard from it (ms since the epoch), while it is alive.
+    pub last_seen: Option<i64>,
+    /// Its host's load average (1 minute), as its last heartbeat reported it.
+    pub load: Option<f64>,
+    /// Tasks it runs at once.
+    pub slots: u32,
 }
 
 /// Parses our job ids: positive decimal integers without sign or leading zeros.
@@ -225,7 +240,7 @@ pub fn parse_job_id(id: &str) -> Option<i64> {
 }
 
 const JOB_COLUMNS: &str = "id, name, state, native_state, reason, attempt, submit_time, start_time, end_time, \
-     updated_at, log_path, render_context, tags, frames_total, frames_done";
+     updated_at, log_path, render_context, tags, frames_total, frames_done, priority";
 
 /// The queue's durable state. Methods block (SQLite and file I/O): call them from
 /// `spawn_blocking`.
@@ -234,6 +249,8 @@ pub struct Store {
     reader: Mutex<Connection>,
     clock: Mutex<i64>,
     liveness: Mutex<HashMap<i64, Instant>>,
+    /// Each live agent's host load, from its heartbeats.
+    loads: Mutex<HashMap<i64, f64>>,
     /// Who asked to stop a job that is still stopping, for the line that ends its log.
     stoppers: Mutex<HashMap<i64, String>>,
     logs_dir: PathBuf,
@@ -277,6 +294,7 @@ impl Store {
         };
         let writer = open(path)?;
         writer.execute_batch(SCHEMA)?;
+        schema::migrate(&writer)?;
         writer.pragma_update(None, "user_version", 1)?;
         let reader = open(path)?;
         let last: i64 =
@@ -290,6 +308,7 @@ impl Store {
             reader: Mutex::new(reader),
             clock: Mutex::new(last),
             liveness: Mutex::new(HashMap::new()),
+            loads: Mutex::new(HashMap::new()),
             stoppers: Mutex::new(HashMap::new()),
             logs_dir: logs_dir.to_path_buf(),
             data_dir: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
@@ -420,6 +439,7 @@ fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
     Ok(JobRecord {
         job,
         updated_at: r.get(9)?,
+        priority: r.get(15)?,
     })
 }
 

@@ -94,3 +94,16 @@ CREATE TABLE IF NOT EXISTS idempotency (
     body TEXT NOT NULL
 );
 ";
+
+/// Brings a database created by an earlier version up to this schema.
+pub(super) fn migrate(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    let has_disabled: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('agents') WHERE name = 'disabled'",
+        [],
+        |r| r.get(0),
+    )?;
+    if has_disabled == 0 {
+        conn.execute_batch("ALTER TABLE agents ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0")?;
+    }
+    Ok(())
+}

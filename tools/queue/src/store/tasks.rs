@@ -8,6 +8,14 @@ impl Store {
     pub fn lease(&self, agent: i64) -> Result<Option<Assignment>> {
         self.agent_seen(agent)?;
         self.write(|tx, fx| {
+            let disabled: bool = tx
+                .prepare_cached("SELECT disabled FROM agents WHERE id = ?1")?
+                .query_row([agent], |r| r.get(0))
+                .optional()?
+                .unwrap_or(false);
+            if disabled {
+                return Ok(None);
+            }
             let next: Option<(i64, i64, i64)> = tx
                 .prepare_cached("SELECT job_id, idx, tries FROM tasks WHERE state = 'queued' ORDER BY priority DESC, job_id, idx LIMIT 1")?
                 .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
