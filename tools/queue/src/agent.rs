@@ -645,6 +645,16 @@ async fn upload(
     }
 }
 
+/// The host's one-minute load average (Linux), for the queue's agent list.
+fn host_load() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -675,14 +685,4 @@ mod tests {
         assert_eq!(task_for(&single, 0), Some(single.tasks().remove(0)));
         assert_eq!(task_for(&single, 1), None);
     }
-}
-
-/// The host's one-minute load average (Linux), for the queue's agent list.
-fn host_load() -> Option<f64> {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
 }

@@ -342,3 +342,58 @@ fn log_reads_never_split_a_character() {
         "a limit smaller than a character still makes progress"
     );
 }
+
+#[test]
+fn priority_changes_the_order_and_finished_jobs_can_be_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    s.submit(&request("first"), None, "").unwrap();
+    s.submit(&request("second"), None, "").unwrap();
+    let before = s.job("2").unwrap().updated_at;
+    let changed = s.set_priority("2", 50).unwrap();
+    assert_eq!(changed.priority, 50);
+    assert!(changed.updated_at >= before);
+    assert!(matches!(
+        s.set_priority("2", 1001),
+        Err(StoreError::Invalid { .. })
+    ));
+    assert!(matches!(
+        s.set_priority("9", 1),
+        Err(StoreError::JobNotFound(_))
+    ));
+    let a = agent(&s);
+    assert_eq!(s.lease(a).unwrap().unwrap().job_id, "2");
+    // Waiting or running: refused; finished: deleted, with its log.
+    assert!(matches!(s.delete_job("1"), Err(StoreError::Conflict(_))));
+    s.stop("1").unwrap();
+    let log = s.job("1").unwrap().job.render_log_filename.unwrap();
+    std::fs::write(&log, "x").unwrap();
+    s.delete_job("1").unwrap();
+    assert!(matches!(s.job("1"), Err(StoreError::JobNotFound(_))));
+    assert!(!Path::new(&log).exists());
+    assert!(matches!(s.delete_job("1"), Err(StoreError::JobNotFound(_))));
+}
+
+#[test]
+fn a_disabled_agent_gets_no_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    s.submit(&request("job"), None, "").unwrap();
+    let a = agent(&s);
+    let status = s.set_agent_disabled(a, true).unwrap();
+    assert!(status.disabled && status.alive && status.last_seen.is_some());
+    assert!(s.lease(a).unwrap().is_none());
+    s.note_load(a, Some(0.5));
+    let status = s.set_agent_disabled(a, false).unwrap();
+    assert_eq!(
+        (status.disabled, status.load, status.slots),
+        (false, Some(0.5), 1)
+    );
+    let leased = s.lease(a).unwrap().unwrap();
+    let listed = s.agent_statuses(0).unwrap();
+    assert_eq!(listed[0].task, Some(i64::from(leased.task_index)));
+    assert!(matches!(
+        s.set_agent_disabled(99, true),
+        Err(StoreError::Gone(_))
+    ));
+}
