@@ -68,6 +68,11 @@ def run_farm(args, farm=None, stdin=None, timeout=120):
     if isinstance(doc, dict) and "error" in doc and proc.returncode != 0:
         err = doc["error"]
         raise FarmCommandError(err.get("kind", "scheduler"), err.get("message", "farm failed"), err.get("id"))
+    # `status` and the other per-id commands report what exists in "jobs" and the rest in
+    # "errors" (docs/cli-json.md); the plug-in asks for one id at a time.
+    if isinstance(doc, dict) and doc.get("errors") and not doc.get("jobs") and proc.returncode != 0:
+        err = doc["errors"][0]
+        raise FarmCommandError(err.get("kind", "scheduler"), err.get("message", "farm failed"), err.get("id"))
     if proc.returncode != 0:
         raise FarmCommandError("scheduler", "farm exited %d: %s" % (proc.returncode, proc.stderr.strip()))
     return doc
