@@ -514,7 +514,7 @@ function renderAgents() {
     setClass(c[1], stale || !agent.alive ? "muted" : agent.disabled ? "state-Waiting" : "state-Completed");
     setText(c[2], agent.alive && !stale ? ago(agent.last_seen) : "–");
     setText(c[3], agent.load === null || agent.load === undefined ? "–" : agent.load.toFixed(2));
-    setText(c[4], agent.alive ? (agent.job_id ? 1 : 0) + "/" + (agent.slots || 1) : "–");
+    setText(c[4], agent.alive && !stale ? (agent.job_id ? 1 : 0) + "/" + (agent.slots || 1) : "–");
     setText(c[5], agent.job_id ? "job " + agent.job_id + " task " + agent.task + (agent.task_frames ? " (frames " + agent.task_frames + ")" : "") +
       ": " + (agent.job_name || "") + (agent.task_since ? " · " + span(Date.now() - agent.task_since) : "") : "–");
     const button = c[6].firstChild;
