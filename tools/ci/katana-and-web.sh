@@ -9,8 +9,14 @@
 #                       stand-in Katana.FarmAPI module): staging, installation metadata,
 #                       submit, watch, list, log filename, stop, restart, errors
 #   tools/web/tests     the queue's web page in headless Chromium: token, a job progressing
-#                       to Completed, live log, stop, restart, agents; screenshots go to
-#                       target/web-test/
+#                       to Completed, live log without duplicate lines, stop (confirmed, by
+#                       button and key), restart, priority, filter/search/sort, delete,
+#                       in-place rows keeping a selection, thumbnails, the task table and
+#                       retry (skipped when the queue has no tasks API), agents and their
+#                       disabling, the unreachable banner, the 800 px layout; screenshots in
+#                       light and dark themes go to target/web-test/ (of the repository)
+#
+# The farm binary is taken from cargo's target directory, so CARGO_TARGET_DIR is honoured.
 #
 # Usage: tools/ci/katana-and-web.sh
 #   FARM_CI_VENV   virtualenv to use (default: $TMPDIR/farm-ci-web-venv)

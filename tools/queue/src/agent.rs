@@ -642,7 +642,11 @@ async fn heartbeat(
             .keys()
             .copied()
             .collect();
-        let body = serde_json::to_value(Beat { running: ids }).expect("serialises");
+        let body = serde_json::to_value(Beat {
+            running: ids,
+            load: host_load(),
+        })
+        .expect("serialises");
         let reply = tokio::select! {
             r = link.call(reqwest::Method::POST, &path, None, Some(body), beat + Duration::from_secs(10)) => r,
             () = lost.cancelled() => return,
@@ -761,6 +765,16 @@ async fn upload(
             () = done.cancelled() => {}
         }
     }
+}
+
+/// The host's one-minute load average (Linux), for the queue's agent list.
+fn host_load() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 #[cfg(test)]

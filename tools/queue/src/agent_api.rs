@@ -83,6 +83,7 @@ pub async fn heartbeat(
     Json(beat): Json<Beat>,
 ) -> Result<Response, Problem> {
     let deadline = tokio::time::Instant::now() + Duration::from_millis(wait.wait_ms).min(MAX_WAIT);
+    state.store.note_load(agent, beat.load);
     let running = std::sync::Arc::new(beat.running);
     loop {
         let notified = state.store.control.notified();

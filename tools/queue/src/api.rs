@@ -271,23 +271,6 @@ pub async fn agents(State(state): State<AppState>) -> Result<Response, Problem> 
     Ok(Json(json!({ "agents": agents })).into_response())
 }
 
-/// `GET /`: the queue's web page (jobs, live logs, stop and restart, agents). It holds no
-/// data itself: it calls the API with the token the user gives it.
-pub async fn web_page() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static("default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'"),
-            ),
-        ],
-        include_str!("web/index.html"),
-    )
-        .into_response()
-}
-
 fn private(mut response: Response) -> Response {
     response
         .headers_mut()
@@ -402,7 +385,7 @@ pub async fn job_action(
         let id = id.to_owned();
         db(&state, move |s| s.retry_failed(&id)).await?
     } else {
-        // `POST /v1/jobs/{id}`: the resource exists for GET only (the Allow header says so).
+        // `POST /v1/jobs/{id}`: the resource takes GET, PATCH and DELETE (the Allow header says so).
         return Err(Problem::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "Method not allowed",

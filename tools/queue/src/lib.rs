@@ -31,6 +31,7 @@ pub mod agent_api;
 pub mod api;
 pub mod auth;
 pub mod data_root;
+pub mod outputs;
 pub mod placement;
 pub mod problem;
 pub mod remote;
@@ -38,6 +39,7 @@ pub mod server;
 pub mod state;
 pub mod store;
 pub mod supervisor;
+pub mod web;
 pub mod wire;
 
 pub use data_root::DataRoot;

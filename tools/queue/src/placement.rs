@@ -51,10 +51,23 @@ impl Requirements {
                         tags.push(tag.to_owned());
                     }
                 }
+                // Images the web page shows as thumbnails (see `outputs`); no placement.
+                "outputs" => {
+                    let list = value.as_array().ok_or_else(|| {
+                        (
+                            field.clone(),
+                            "must be a list of file paths or patterns".into(),
+                        )
+                    })?;
+                    if let Some(i) = list.iter().position(|p| !p.is_string()) {
+                        return Err((format!("{field}[{i}]"), "must be a path (text)".into()));
+                    }
+                }
                 _ => {
                     return Err((
                         field,
-                        "is not a setting of the local queue (it knows pool and tags)".into(),
+                        "is not a setting of the local queue (it knows pool, tags and outputs)"
+                            .into(),
                     ));
                 }
             }

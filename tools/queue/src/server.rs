@@ -13,6 +13,8 @@ use axum::http::{HeaderMap, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
+
+use crate::web;
 use farm_core::{FarmError, now_millis};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::task::JoinHandle;
@@ -380,10 +382,22 @@ fn router(state: AppState) -> Router {
         .route("/v1/capabilities", get(api::capabilities))
         .route("/v1/jobs", post(api::submit).get(api::list))
         .route("/v1/jobs:check", post(api::check))
-        .route("/v1/jobs/{id}", get(api::get_job).post(api::job_action))
+        .route(
+            "/v1/jobs/{id}",
+            get(api::get_job)
+                .post(api::job_action)
+                .patch(web::patch_job)
+                .delete(web::delete_job),
+        )
         .route("/v1/jobs/{id}/log", get(api::read_log))
         .route("/v1/jobs/{id}/tasks", get(api::tasks))
         .route("/v1/agents", get(api::agents))
+        .route("/v1/agents/{id}", post(web::agent_action))
+        .route("/web/v1/jobs/{id}/outputs", get(web::list_outputs))
+        .route(
+            "/web/v1/jobs/{id}/outputs/{name}",
+            get(web::output_thumbnail),
+        )
         .route("/web/v1/login-codes", post(api::issue_login_code))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
@@ -415,7 +429,11 @@ fn router(state: AppState) -> Router {
         ));
     Router::new()
         .route("/v1/health", get(api::health))
-        .route("/", get(api::web_page))
+        .route("/", get(web::page))
+        .route("/app.js", get(web::script))
+        .route("/style.css", get(web::style))
+        .route("/favicon.svg", get(web::favicon))
+        .route("/favicon.ico", get(web::favicon))
         .route("/web/v1/session", post(api::open_session))
         .merge(farm)
         .merge(agents)
@@ -435,10 +453,19 @@ fn router(state: AppState) -> Router {
 /// share one route but not their methods).
 fn allowed_methods(path: &str) -> Option<&'static str> {
     match path {
-        "/" | "/v1/health" | "/v1/capabilities" | "/v1/agents" => return Some("GET"),
+        "/" | "/app.js" | "/style.css" | "/favicon.svg" | "/favicon.ico" | "/v1/health"
+        | "/v1/capabilities" | "/v1/agents" => return Some("GET"),
         "/v1/jobs" => return Some("GET, POST"),
         "/v1/jobs:check" | "/web/v1/login-codes" | "/web/v1/session" => return Some("POST"),
         _ => {}
+    }
+    if let Some(agent) = path.strip_prefix("/v1/agents/") {
+        let action = agent.ends_with(":disable") || agent.ends_with(":enable");
+        return (action && !agent.contains('/')).then_some("POST");
+    }
+    if let Some(rest) = path.strip_prefix("/web/v1/jobs/") {
+        let outputs = rest.split('/').nth(1) == Some("outputs");
+        return outputs.then_some("GET");
     }
     let rest = path.strip_prefix("/v1/jobs/")?;
     match rest.split_once('/') {
@@ -450,7 +477,8 @@ fn allowed_methods(path: &str) -> Option<&'static str> {
         {
             Some("POST")
         }
-        None if !rest.is_empty() => Some("GET"),
+        None if rest.contains(':') => None,
+        None if !rest.is_empty() => Some("GET, PATCH, DELETE"),
         None => None,
     }
 }
@@ -555,7 +583,10 @@ mod tests {
     #[test]
     fn allow_headers_follow_the_protocol_paths() {
         assert_eq!(allowed_methods("/v1/jobs"), Some("GET, POST"));
-        assert_eq!(allowed_methods("/v1/jobs/12"), Some("GET"));
+        assert_eq!(allowed_methods("/v1/jobs/12"), Some("GET, PATCH, DELETE"));
+        assert_eq!(allowed_methods("/v1/agents/3:disable"), Some("POST"));
+        assert_eq!(allowed_methods("/v1/agents/3"), None);
+        assert_eq!(allowed_methods("/web/v1/jobs/3/outputs"), Some("GET"));
         assert_eq!(allowed_methods("/v1/jobs/12:stop"), Some("POST"));
         assert_eq!(allowed_methods("/v1/jobs/12/log"), Some("GET"));
         assert_eq!(allowed_methods("/v1/jobs/12/tasks"), Some("GET"));

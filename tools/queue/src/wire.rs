@@ -115,6 +115,9 @@ pub struct Beat {
     /// Assignments the agent is running.
     #[serde(default)]
     pub running: Vec<i64>,
+    /// The host's load average over one minute, where the agent can read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<f64>,
 }
 
 /// Heartbeat answer.

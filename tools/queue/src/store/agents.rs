@@ -68,24 +68,36 @@ impl Store {
 
     /// Live agents, and those that ended since `ended_since` (ms), with what each runs.
     pub fn agent_statuses(&self, ended_since: i64) -> Result<Vec<AgentStatus>> {
+        let seen = self.liveness.lock().expect("liveness poisoned").clone();
+        let loads = self.loads.lock().expect("loads poisoned").clone();
+        let (now, instant) = (now_millis(), Instant::now());
         self.read(|conn| {
             let mut stmt = conn.prepare(
                 "SELECT a.id, a.name, a.hostname, a.pid, a.kind, a.state = 'alive', a.registered_at, a.ended_at,
-                        s.job_id, j.name, s.idx, a.slots, a.cpus, a.memory_mib, a.gpus, a.tags
+                        s.job_id, j.name, s.idx, a.slots, a.cpus, a.memory_mib, a.gpus, a.tags,
+                        t.first_frame, t.last_frame, COALESCE(s.started_at, s.dispatched_at), a.disabled
                  FROM agents a
                  LEFT JOIN assignments s ON s.agent_id = a.id AND s.state IN ('dispatched', 'running')
                  LEFT JOIN jobs j ON j.id = s.job_id
+                 LEFT JOIN tasks t ON t.job_id = s.job_id AND t.idx = s.idx
                  WHERE a.state = 'alive' OR a.ended_at >= ?1
                  ORDER BY a.state = 'alive' DESC, a.id",
             )?;
             let rows = stmt.query_map([ended_since], |r| {
+                let id: i64 = r.get(0)?;
+                let alive: bool = r.get(5)?;
+                let frames = match (r.get::<_, Option<i64>>(16)?, r.get::<_, Option<i64>>(17)?) {
+                    (Some(a), Some(b)) if a != b => Some(format!("{a}-{b}")),
+                    (Some(a), _) => Some(a.to_string()),
+                    _ => None,
+                };
                 Ok(AgentStatus {
-                    id: r.get(0)?,
+                    id,
                     name: r.get(1)?,
                     hostname: r.get(2)?,
                     pid: r.get(3)?,
                     kind: r.get(4)?,
-                    alive: r.get(5)?,
+                    alive,
                     registered_at: r.get(6)?,
                     ended_at: r.get(7)?,
                     job_id: r.get::<_, Option<i64>>(8)?.map(|id| id.to_string()),
@@ -97,6 +109,14 @@ impl Store {
                     gpus: r.get(14)?,
                     tags: serde_json::from_str(&r.get::<_, String>(15)?).unwrap_or_default(),
                     running: Vec::new(),
+                    task_frames: frames,
+                    task_since: r.get(18)?,
+                    disabled: r.get(19)?,
+                    last_seen: seen
+                        .get(&id)
+                        .filter(|_| alive)
+                        .map(|at| now - instant.duration_since(*at).as_millis() as i64),
+                    load: loads.get(&id).copied().filter(|_| alive),
                 })
             })?;
             // An agent with several slots is one row per task it runs: fold them.

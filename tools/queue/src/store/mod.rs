@@ -30,6 +30,7 @@ use crate::placement::{Capacity, Requirements};
 use crate::state::{Derived, JobFacts, TaskCounts, TaskState, derive};
 use crate::wire::{AgentHello, Assignment, TaskReport};
 
+mod admin;
 mod agents;
 mod counts;
 mod jobs;
@@ -150,6 +151,8 @@ pub struct JobRecord {
     pub job: Job,
     /// When the record last changed (ms since the epoch; never decreases across changes).
     pub updated_at: i64,
+    /// The job's priority (higher runs first); changed with `PATCH /v1/jobs/{id}`.
+    pub priority: i64,
 }
 
 /// Filters of a list call, already validated.
@@ -198,7 +201,7 @@ pub struct AgentInfo {
 }
 
 /// An agent as the web page shows it: whether it is alive and what it runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AgentStatus {
     /// The server's id for it.
     pub id: i64,
@@ -234,6 +237,16 @@ pub struct AgentStatus {
     pub tags: Vec<String>,
     /// Every task it runs (the first is also in `job_id`, `job_name` and `task`).
     pub running: Vec<RunningTask>,
+    /// That task's frames (`5-8`, `12`), when it has frames.
+    pub task_frames: Option<String>,
+    /// When that task started (or was handed out, until the agent confirms).
+    pub task_since: Option<i64>,
+    /// Taken out of service: it finishes what it runs but gets no new task.
+    pub disabled: bool,
+    /// When the queue last heard from it (ms since the epoch), while it is alive.
+    pub last_seen: Option<i64>,
+    /// Its host's load average (1 minute), as its last heartbeat reported it.
+    pub load: Option<f64>,
 }
 
 /// A task an agent runs.
@@ -257,7 +270,7 @@ pub fn parse_job_id(id: &str) -> Option<i64> {
 }
 
 const JOB_COLUMNS: &str = "id, name, state, native_state, reason, attempt, submit_time, start_time, end_time, \
-     updated_at, log_path, render_context, tags, frames_total, frames_done";
+     updated_at, log_path, render_context, tags, frames_total, frames_done, priority";
 
 /// The queue's durable state. Methods block (SQLite and file I/O): call them from
 /// `spawn_blocking`.
@@ -266,6 +279,8 @@ pub struct Store {
     reader: Mutex<Connection>,
     clock: Mutex<i64>,
     liveness: Mutex<HashMap<i64, Instant>>,
+    /// Each live agent's host load, from its heartbeats.
+    loads: Mutex<HashMap<i64, f64>>,
     /// Who asked to stop a job that is still stopping, for the line that ends its log.
     stoppers: Mutex<HashMap<i64, String>>,
     logs_dir: PathBuf,
@@ -323,11 +338,7 @@ impl Store {
             |r| r.get(0),
         )?;
         if existing > 0 && version < schema::VERSION {
-            let tx = writer.transaction()?;
-            for statement in schema::UPGRADE_FROM_1 {
-                tx.execute(statement, [])?;
-            }
-            tx.commit()?;
+            schema::upgrade(&mut writer, version)?;
         }
         writer.execute_batch(SCHEMA)?;
         writer.pragma_update(None, "user_version", schema::VERSION)?;
@@ -348,6 +359,7 @@ impl Store {
             reader: Mutex::new(reader),
             clock: Mutex::new(last),
             liveness: Mutex::new(HashMap::new()),
+            loads: Mutex::new(HashMap::new()),
             stoppers: Mutex::new(HashMap::new()),
             logs_dir: logs_dir.to_path_buf(),
             data_dir: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
@@ -488,6 +500,7 @@ fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
     Ok(JobRecord {
         job,
         updated_at: r.get(9)?,
+        priority: r.get(15)?,
     })
 }
 

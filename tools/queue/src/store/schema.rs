@@ -1,7 +1,8 @@
 //! The database schema, created on open, and the upgrade of databases of earlier versions.
 
-/// The schema version this code writes (`PRAGMA user_version`).
-pub(super) const VERSION: i64 = 2;
+/// The schema version this code writes (`PRAGMA user_version`): 2 added task counters,
+/// placement and agent capacity; 3 added the agents' `disabled` flag.
+pub(super) const VERSION: i64 = 3;
 
 /// Upgrades a version-1 database: the columns and indexes version 2 added (per-job task
 /// counters, placement requirements, per-task attempts and log offsets, agent capacity),
@@ -142,7 +143,8 @@ CREATE TABLE IF NOT EXISTS agents (
     cpus INTEGER NOT NULL DEFAULT 0,
     memory_mib INTEGER NOT NULL DEFAULT 0,
     gpus INTEGER NOT NULL DEFAULT 0,
-    tags TEXT NOT NULL DEFAULT '[]'
+    tags TEXT NOT NULL DEFAULT '[]',
+    disabled INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS transitions (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -160,3 +162,27 @@ CREATE TABLE IF NOT EXISTS idempotency (
     body TEXT NOT NULL
 );
 ";
+
+/// Brings a database of schema `version` (an earlier one) up to this schema, in one
+/// transaction: version 1 gets version 2's columns, then any database without the agents'
+/// `disabled` flag gets it (some version-1 databases already have it).
+pub(super) fn upgrade(conn: &mut rusqlite::Connection, version: i64) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    if version < 2 {
+        for statement in UPGRADE_FROM_1 {
+            tx.execute(statement, [])?;
+        }
+    }
+    let has_disabled: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('agents') WHERE name = 'disabled'",
+        [],
+        |r| r.get(0),
+    )?;
+    if has_disabled == 0 {
+        tx.execute(
+            "ALTER TABLE agents ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0",
+            [],
+        )?;
+    }
+    tx.commit()
+}

@@ -10,6 +10,14 @@ impl Store {
     pub fn lease(&self, agent: i64) -> Result<Option<Assignment>> {
         self.agent_seen(agent)?;
         self.write(|tx, fx| {
+            let disabled: bool = tx
+                .prepare_cached("SELECT disabled FROM agents WHERE id = ?1")?
+                .query_row([agent], |r| r.get(0))
+                .optional()?
+                .unwrap_or(false);
+            if disabled {
+                return Ok(None);
+            }
             let (capacity, held) = Self::agent_load(tx, agent)?;
             if held.tasks >= capacity.slots {
                 return Ok(None);

@@ -543,3 +543,103 @@ fn tasks_go_only_where_they_fit_and_say_why_when_nowhere() {
     );
     assert!(s.placement(&four).unwrap().placement.unwrap().contains('a'));
 }
+
+#[test]
+fn priority_changes_the_order_and_finished_jobs_can_be_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    s.submit(&request("first"), None, "").unwrap();
+    s.submit(&request("second"), None, "").unwrap();
+    let before = s.job("2").unwrap().updated_at;
+    let changed = s.set_priority("2", 50).unwrap();
+    assert_eq!(changed.priority, 50);
+    assert!(changed.updated_at >= before);
+    assert!(matches!(
+        s.set_priority("2", 1001),
+        Err(StoreError::Invalid { .. })
+    ));
+    assert!(matches!(
+        s.set_priority("9", 1),
+        Err(StoreError::JobNotFound(_))
+    ));
+    let a = agent(&s);
+    assert_eq!(s.lease(a).unwrap().unwrap().job_id, "2");
+    // Waiting or running: refused; finished: deleted, with its log.
+    assert!(matches!(s.delete_job("1"), Err(StoreError::Conflict(_))));
+    s.stop("1").unwrap();
+    let log = s.job("1").unwrap().job.render_log_filename.unwrap();
+    std::fs::write(&log, "x").unwrap();
+    s.delete_job("1").unwrap();
+    assert!(matches!(s.job("1"), Err(StoreError::JobNotFound(_))));
+    assert!(!Path::new(&log).exists());
+    assert!(matches!(s.delete_job("1"), Err(StoreError::JobNotFound(_))));
+}
+
+#[test]
+fn a_disabled_agent_gets_no_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    s.submit(&request("job"), None, "").unwrap();
+    let a = agent(&s);
+    let status = s.set_agent_disabled(a, true).unwrap();
+    assert!(status.disabled && status.alive && status.last_seen.is_some());
+    assert!(s.lease(a).unwrap().is_none());
+    s.note_load(a, Some(0.5));
+    let status = s.set_agent_disabled(a, false).unwrap();
+    assert_eq!(
+        (status.disabled, status.load, status.slots),
+        (false, Some(0.5), 8)
+    );
+    let leased = s.lease(a).unwrap().unwrap();
+    let listed = s.agent_statuses(0).unwrap();
+    assert_eq!(listed[0].task, Some(i64::from(leased.task_index)));
+    assert!(matches!(
+        s.set_agent_disabled(99, true),
+        Err(StoreError::Gone(_))
+    ));
+}
+
+/// Rewinds a fresh database to an earlier schema: drops the given columns (and the indexes
+/// on them) and sets `user_version`.
+fn rewind(dir: &Path, version: i64, columns: &[(&str, &str)]) {
+    let conn = rusqlite::Connection::open(dir.join("q.db")).unwrap();
+    conn.execute_batch("DROP INDEX jobs_runnable").unwrap();
+    for (table, column) in columns {
+        conn.execute_batch(&format!("ALTER TABLE {table} DROP COLUMN {column}"))
+            .unwrap();
+    }
+    conn.pragma_update(None, "user_version", version).unwrap();
+}
+
+#[test]
+fn version_1_and_2_databases_upgrade_to_disabled_agents_and_placement() {
+    let version_2 = [("agents", "disabled")];
+    let mut version_1: Vec<(&str, &str)> = schema::UPGRADE_FROM_1
+        .iter()
+        .filter_map(|s| s.strip_prefix("ALTER TABLE "))
+        .map(|s| {
+            let mut words = s.split_whitespace();
+            let table = words.next().unwrap();
+            (table, words.nth(2).unwrap())
+        })
+        .collect();
+    version_1.push(("agents", "disabled"));
+    for (version, columns) in [(2, &version_2[..]), (1, &version_1[..])] {
+        let dir = tempfile::tempdir().unwrap();
+        drop(store(dir.path()));
+        rewind(dir.path(), version, columns);
+        let s = store(dir.path());
+        s.submit(&request("job"), None, "").unwrap();
+        let a = agent(&s);
+        assert!(s.set_agent_disabled(a, true).unwrap().disabled);
+        assert!(s.lease(a).unwrap().is_none(), "version {version}");
+        s.set_agent_disabled(a, false).unwrap();
+        assert_eq!(s.lease(a).unwrap().unwrap().job_id, "1");
+        drop(s);
+        let conn = rusqlite::Connection::open(dir.path().join("q.db")).unwrap();
+        let now: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(now, schema::VERSION);
+    }
+}
