@@ -6,7 +6,7 @@
 //! taken from the job's `environment`, else the queue's (as the demo's `$FARM_DEMO_OUT`).
 //! Directories are not descended into; symbolic links, other files, names with `..` and files
 //! over [`MAX_BYTES`] are skipped; an image is decoded with the `image` crate under
-//! [`limits`], and the page asks for one by the name the listing gave, never by a path.
+//! `limits`, and the page asks for one by the name the listing gave, never by a path.
 
 use std::path::{Path, PathBuf};
 
