@@ -106,7 +106,7 @@ url="$(awk '/listening on/ {print $NF; exit}' "$work/server.out")"
 printf 'Authorization: Bearer %s\n' "$(cat "$root/api.token")" >"$work/auth.header"
 chmod 600 "$work/auth.header"
 
-export FARM_DATA_ROOT="$root" FARM_LOCAL_URL="$url" FARM_LOCAL_AUTOSTART=false
+export FARM_DATA_ROOT="$root" FARM_QUEUE_URL="$url" FARM_LOCAL_AUTOSTART=false
 fcli() { "$farm" --farm local "$@"; }
 
 # request NAME SHELL: a request file running one shell command.

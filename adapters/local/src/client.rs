@@ -69,15 +69,12 @@ pub async fn probe(url: &str) -> Probe {
 /// listen on its port. Refuses with `PermissionDenied` when the proof is missing or wrong.
 pub async fn authenticate(http: &reqwest::Client, url: &str, token: &SecretString) -> Result<()> {
     let challenge = auth::new_challenge();
-    let reply = http
-        .get(format!("{}/v1/health", url.trim_end_matches('/')))
-        .query(&[("challenge", challenge.as_str())])
-        .send()
-        .await
-        .map_err(|e| FarmError::Unavailable {
-            message: format!("no queue answers at {url}: {e}"),
-            source: Some(Box::new(e)),
-        })?;
+    let reply = send(
+        http.get(format!("{}/v1/health", url.trim_end_matches('/')))
+            .query(&[("challenge", challenge.as_str())]),
+        || format!("no queue answers at {url}"),
+    )
+    .await?;
     let status = reply.status();
     let body: serde_json::Value = reply.json().await.unwrap_or_default();
     let proof = body["proof"].as_str().unwrap_or("");
@@ -94,6 +91,18 @@ pub async fn authenticate(http: &reqwest::Client, url: &str, token: &SecretStrin
             " with a wrong proof"
         }
     )))
+}
+
+/// Sends a request to the queue; a queue that does not answer is `Unavailable` (retryable),
+/// with `what` saying what was asked and the transport's own words.
+async fn send(
+    request: reqwest::RequestBuilder,
+    what: impl FnOnce() -> String,
+) -> Result<reqwest::Response> {
+    request.send().await.map_err(|e| FarmError::Unavailable {
+        message: format!("{}: {e}", what()),
+        source: Some(Box::new(e)),
+    })
 }
 
 /// Every task of job `id`, page by page (`GET /v1/jobs/{id}/tasks`). Call only after
@@ -121,16 +130,13 @@ pub async fn tasks(
         let Some(number) = farm_queue::store::parse_job_id(id.as_str()) else {
             return Err(FarmError::job_not_found(id.clone()));
         };
-        let reply = http
-            .get(format!("{base}/v1/jobs/{number}/tasks"))
-            .query(&query)
-            .bearer_auth(token.expose_secret())
-            .send()
-            .await
-            .map_err(|e| FarmError::Unavailable {
-                message: format!("no queue answers at {url}: {e}"),
-                source: Some(Box::new(e)),
-            })?;
+        let reply = send(
+            http.get(format!("{base}/v1/jobs/{number}/tasks"))
+                .query(&query)
+                .bearer_auth(token.expose_secret()),
+            || format!("no queue answers at {url}"),
+        )
+        .await?;
         let status = reply.status();
         if status == reqwest::StatusCode::NOT_FOUND {
             return Err(FarmError::job_not_found(id.clone()));
@@ -187,15 +193,12 @@ pub async fn web_login_url(url: &str, root: &DataRoot) -> Result<String> {
             },
             other => other,
         })?;
-    let reply = http
-        .post(format!("{base}/web/v1/login-codes"))
-        .bearer_auth(token.expose_secret())
-        .send()
-        .await
-        .map_err(|e| FarmError::Unavailable {
-            message: format!("cannot ask {base} for a login code: {e}"),
-            source: Some(Box::new(e)),
-        })?;
+    let reply = send(
+        http.post(format!("{base}/web/v1/login-codes"))
+            .bearer_auth(token.expose_secret()),
+        || format!("cannot ask {base} for a login code"),
+    )
+    .await?;
     let status = reply.status();
     let body: serde_json::Value = reply.json().await.unwrap_or_default();
     match body["code"].as_str() {

@@ -455,3 +455,17 @@ pub fn to_farm_error(what: &str, out: &CommandOutput, job: Option<&JobId>) -> Fa
     }
     FarmError::scheduler(message)
 }
+
+/// The last `max` bytes of a run's log (lossily decoded), where a failed run's reason is
+/// read from; empty when there is no log.
+pub fn log_tail(path: &std::path::Path, max: u64) -> String {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(max)));
+    let mut bytes = Vec::new();
+    let _ = f.read_to_end(&mut bytes);
+    String::from_utf8_lossy(&bytes).into_owned()
+}

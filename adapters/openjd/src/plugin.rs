@@ -16,7 +16,7 @@ use farm_core::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::client::{DeadlineCli, JobRecord, LocalRuns, new_local_id, write_bundle};
+use crate::client::{self, DeadlineCli, JobRecord, LocalRuns, new_local_id, write_bundle};
 use crate::config::{OpenJdSettings, Transport};
 use crate::parse;
 use crate::render;
@@ -137,7 +137,7 @@ impl OpenJdFarm {
         let facts = runs.facts(&record.id, record.attempt);
         let log_path = runs.log_path(&record.id, record.attempt);
         let log = if facts.exit.is_some_and(|(c, _)| c != 0) {
-            read_tail(&log_path, 256 * 1024)
+            client::log_tail(&log_path, 256 * 1024)
         } else {
             String::new()
         };
@@ -182,18 +182,6 @@ impl OpenJdFarm {
     fn unsupported(&self, operation: &'static str) -> FarmError {
         FarmError::unsupported(operation, format!("openjd ({})", self.katana.farm()))
     }
-}
-
-fn read_tail(path: &std::path::Path, max: u64) -> String {
-    use std::io::{Read as _, Seek as _, SeekFrom};
-    let Ok(mut f) = std::fs::File::open(path) else {
-        return String::new();
-    };
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let _ = f.seek(SeekFrom::Start(len.saturating_sub(max)));
-    let mut bytes = Vec::new();
-    let _ = f.read_to_end(&mut bytes);
-    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// A chunk of a log held in memory (Deadline Cloud's logs come from the CLI), cut like a
