@@ -132,10 +132,15 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // An agent mostly waits (for replies, for its tasks' processes): on one thread it does
+    // not wake a second one for every reply and process exit, which cost it more CPU than
+    // the work itself when tasks are short.
+    let mut builder = if matches!(cli.command, Command::Agent(_)) {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             return output::report_error(

@@ -280,3 +280,67 @@ async fn agents_start_and_stop_over_ssh() {
     )
     .await;
 }
+
+/// The agent protocol's one call per task, spoken by hand: a lease that starts what it
+/// hands out and carries the previous report; a malformed body is refused by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_starts_its_task_and_carries_the_previous_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("queue"), &["--agents", "0"]);
+    let api = server.client();
+    let id = api
+        .submit(json!({"name": "by hand", "commands": [["true"]], "frames": "1-2"}))
+        .await;
+    let http = reqwest::Client::new();
+    let token = server.agent_token();
+    let post = |path: String, body: serde_json::Value| {
+        http.post(format!("{}/agent/v1{path}", server.url))
+            .bearer_auth(token.expose_secret())
+            .json(&body)
+            .send()
+    };
+    let welcome: serde_json::Value = post(
+        "/agents".into(),
+        json!({"name": "hand", "hostname": "h", "pid": 1}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let agent = welcome["agent_id"].as_i64().unwrap();
+    let lease = format!("/agents/{agent}/lease?wait_ms=0");
+    let bad = post(lease.clone(), json!({"finished": {"assignment_id": "x"}}))
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let problem: serde_json::Value = bad.json().await.unwrap();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("assignment_id"),
+        "{problem}"
+    );
+    let first: serde_json::Value = post(lease.clone(), json!({"start_as": "hand"}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first["started"], true, "{first}");
+    assert_eq!(api.job(&id).await["state"], "Running");
+    let report = |assignment: &serde_json::Value| json!({"start_as": "hand", "finished": {"assignment_id": assignment["assignment_id"], "report": {"outcome": "succeeded"}}});
+    let second: serde_json::Value = post(lease.clone(), report(&first))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(second["task_index"], 1, "{second}");
+    let last = post(lease.clone(), report(&second)).await.unwrap();
+    assert_eq!(last.status(), 204, "nothing left; the report was recorded");
+    let job = api.job(&id).await;
+    assert_eq!(job["state"], "Completed", "{job}");
+    assert_eq!(job["progress"]["frames_done"], 2, "{job}");
+}

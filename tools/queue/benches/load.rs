@@ -163,7 +163,8 @@ impl Client {
             if page["jobs"].as_array().is_none_or(|j| j.is_empty()) {
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            // Not more often: with a tag, the query walks the tag's jobs.
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
@@ -315,7 +316,7 @@ async fn main() {
             run_batch(&client, 20, 4, "warmup").await;
             let frames = if args.quick { 10_000 } else { args.frames };
             let agents = format!("{} agents of {} slots", args.agents, args.agent_slots);
-            scale::run(&client, frames, args.concurrency, &agents).await;
+            scale::run(&client, pid, frames, args.concurrency, &agents).await;
             return;
         }
         "agents" => {

@@ -12,19 +12,20 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
 use farm_core::exec::{ExecOptions, TaskOutcome, run_task};
 use farm_core::{FarmError, FrameSet, JobRequest, Task};
-use reqwest::StatusCode;
-use secrecy::{ExposeSecret, SecretString};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
 use crate::placement::Capacity;
+
+mod link;
+
 use crate::wire::{
-    AGENT_MARK_ENV, AGENT_TOKEN_ENV, AgentHello, Assignment, Beat, Orders, Received, Starting,
-    TaskReport, Welcome,
+    AGENT_MARK_ENV, AGENT_TOKEN_ENV, AgentHello, Assignment, Beat, Finished, LeaseAsk, Orders,
+    Received, Starting, TaskReport, Welcome,
 };
+use link::{CallError, Link, retry};
 
 /// Uploads stop at a line end unless this much output is pending.
 const FLUSH_PARTIAL_LINE_AT: usize = 64 * 1024;
@@ -62,135 +63,6 @@ pub fn hostname() -> String {
         .filter(|s| !s.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "localhost".into())
-}
-
-#[derive(Debug)]
-enum CallError {
-    /// The server no longer knows the agent or the assignment.
-    Gone(String),
-    /// The token was refused.
-    Refused(String),
-    /// A log upload started past what the server has.
-    Gap(u64),
-    /// Not reachable, timed out, or shutting down: retry.
-    Transport(String),
-    /// Any other refusal.
-    Server(String),
-}
-
-impl std::fmt::Display for CallError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CallError::Gone(why) => write!(f, "gone: {why}"),
-            CallError::Refused(why) => write!(f, "refused: {why}"),
-            CallError::Gap(at) => write!(f, "the server expects the log from byte {at}"),
-            CallError::Transport(why) => write!(f, "unreachable: {why}"),
-            CallError::Server(why) => write!(f, "refused the call: {why}"),
-        }
-    }
-}
-
-struct Link {
-    http: reqwest::Client,
-    base: String,
-    token: SecretString,
-}
-
-impl Link {
-    fn new(server: &str, token: SecretString) -> Result<Link, FarmError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| FarmError::config(format!("cannot build an HTTP client: {e}")))?;
-        Ok(Link {
-            http,
-            base: server.trim_end_matches('/').to_owned(),
-            token,
-        })
-    }
-
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<reqwest::Body>,
-        json: Option<serde_json::Value>,
-        timeout: Duration,
-    ) -> Result<(StatusCode, Bytes), CallError> {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(self.token.expose_secret())
-            .timeout(timeout);
-        if let Some(json) = json {
-            request = request.json(&json);
-        }
-        if let Some(body) = body {
-            request = request
-                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-                .body(body);
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| CallError::Transport(without_url(&e)))?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| CallError::Transport(without_url(&e)))?;
-        if status.is_success() {
-            return Ok((status, bytes));
-        }
-        let detail = serde_json::from_slice::<serde_json::Value>(&bytes)
-            .ok()
-            .and_then(|v| v.get("detail").and_then(|d| d.as_str()).map(str::to_owned))
-            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
-        Err(match status {
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => CallError::Refused(detail),
-            StatusCode::NOT_FOUND | StatusCode::GONE => CallError::Gone(detail),
-            StatusCode::CONFLICT => match serde_json::from_slice::<serde_json::Value>(&bytes)
-                .ok()
-                .and_then(|v| v["expected_offset"].as_u64())
-            {
-                Some(expected) => CallError::Gap(expected),
-                None => CallError::Server(detail),
-            },
-            s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => {
-                CallError::Transport(format!("{s}: {detail}"))
-            }
-            s => CallError::Server(format!("{s}: {detail}")),
-        })
-    }
-
-    async fn json<T: serde::de::DeserializeOwned>(
-        &self,
-        result: Result<(StatusCode, Bytes), CallError>,
-    ) -> Result<Option<T>, CallError> {
-        let (status, bytes) = result?;
-        if status == StatusCode::NO_CONTENT {
-            return Ok(None);
-        }
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| CallError::Server(format!("unreadable reply: {e}")))
-    }
-}
-
-/// The error with its causes: reqwest's own message is terse ("error sending request").
-fn without_url(err: &reqwest::Error) -> String {
-    let mut text = if err.is_timeout() {
-        "timed out".to_owned()
-    } else {
-        err.to_string()
-    };
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// The assignments an agent runs, each with the token that stops it; the agent's one
@@ -251,8 +123,12 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
             Arc::clone(&running),
             lost.clone(),
         ));
-        let workers = (0..hello.slots)
-            .map(|_| worker(&link, agent, beat, &config, &shutdown, &lost, &running));
+        let workers = (0..hello.slots).map(|slot| {
+            let spool = config.work_dir.join(format!("slot-{slot}.log"));
+            worker(
+                &link, agent, beat, &config, &shutdown, &lost, &running, spool,
+            )
+        });
         let ends = futures::future::join_all(workers).await;
         lost.cancel();
         let _ = heart.await;
@@ -283,7 +159,9 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
     }
 }
 
-/// One slot: leases a task, runs it, reports it, and again.
+/// One slot: leases a task, runs it, and reports it with the next lease (one call per
+/// task), again and again. A report is kept, and resent, until the server has taken it.
+#[allow(clippy::too_many_arguments)]
 async fn worker(
     link: &Arc<Link>,
     agent: i64,
@@ -292,11 +170,16 @@ async fn worker(
     shutdown: &CancellationToken,
     lost: &CancellationToken,
     running: &Running,
+    spool: PathBuf,
 ) -> WorkerEnd {
     let mut last_contact = Instant::now();
     let mut backoff = Duration::from_millis(100);
+    let mut pending: Option<Finished> = None;
     loop {
         if shutdown.is_cancelled() {
+            if let Some(done) = pending.take() {
+                report(link, agent, done, config, running).await;
+            }
             return WorkerEnd::Shutdown;
         }
         if lost.is_cancelled() {
@@ -306,26 +189,29 @@ async fn worker(
             "/agent/v1/agents/{agent}/lease?wait_ms={}",
             beat.as_millis()
         );
+        let ask = LeaseAsk {
+            finished: pending.clone(),
+            start_as: Some(config.name.clone()),
+        };
+        let body = serde_json::to_value(&ask).expect("serialises");
         let lease = tokio::select! {
-            r = link.call(reqwest::Method::POST, &path, None, Some(serde_json::json!({})), beat + Duration::from_secs(10)) => r,
+            r = link.call(reqwest::Method::POST, &path, None, Some(body), beat + Duration::from_secs(10)) => r,
             () = shutdown.cancelled() => continue,
             () = lost.cancelled() => continue,
         };
         match link.json::<Assignment>(lease).await {
-            Ok(Some(assignment)) => {
+            Ok(leased) => {
                 last_contact = Instant::now();
                 backoff = Duration::from_millis(100);
-                if let Err(gone) =
-                    run_assignment(link, agent, assignment, config, shutdown, running).await
-                {
-                    tracing::warn!(agent, reason = %gone, "the server no longer knows this agent");
-                    lost.cancel();
-                    return WorkerEnd::Lost;
+                if let Some(done) = pending.take() {
+                    tracing::info!(assignment = done.assignment_id, report = ?done.report, "reported");
+                    forget(running, done.assignment_id);
                 }
-            }
-            Ok(None) => {
-                last_contact = Instant::now();
-                backoff = Duration::from_millis(100);
+                if let Some(assignment) = leased {
+                    pending =
+                        run_assignment(link, agent, assignment, config, shutdown, running, &spool)
+                            .await;
+                }
             }
             Err(CallError::Gone(why)) => {
                 tracing::warn!(agent, %why, "registering again");
@@ -357,6 +243,45 @@ async fn worker(
             }
         }
     }
+}
+
+/// Sends one report on its own (when the agent is stopping, so no lease follows it).
+async fn report(
+    link: &Arc<Link>,
+    agent: i64,
+    done: Finished,
+    config: &AgentConfig,
+    running: &Running,
+) {
+    let id = done.assignment_id;
+    let deadline = config.reconnect_timeout.map(|t| Instant::now() + t);
+    let body = serde_json::to_value(&done.report).expect("serialises");
+    let path = format!("/agent/v1/agents/{agent}/assignments/{id}/finish");
+    match retry(deadline, || {
+        link.call(
+            reqwest::Method::POST,
+            &path,
+            None,
+            Some(body.clone()),
+            Duration::from_secs(10),
+        )
+    })
+    .await
+    {
+        Ok(_) => tracing::info!(assignment = id, report = ?done.report, "reported"),
+        Err(CallError::Gone(why)) => {
+            tracing::info!(assignment = id, %why, "the server had taken the task back; result dropped")
+        }
+        Err(other) => {
+            tracing::warn!(assignment = id, error = %other, "cannot report the result; the server will requeue the task")
+        }
+    }
+    forget(running, id);
+}
+
+/// The assignment is over and reported: heartbeats stop naming it.
+fn forget(running: &Running, id: i64) {
+    running.lock().expect("running poisoned").remove(&id);
 }
 
 async fn register(
@@ -473,8 +398,10 @@ fn request_of(assignment: &Assignment) -> Result<(Arc<JobRequest>, Task), String
     Ok((request, task))
 }
 
-/// Runs one assignment to its end and reports it. `Err` means the server no longer knows
-/// this agent.
+/// Runs one assignment: confirms the start unless the lease already did, runs the task
+/// with its output uploaded, and returns the report for the next lease (`None` when the
+/// task must not run). Until it is reported, the heartbeats keep naming it, so the server
+/// never mistakes a finished, unreported task for one its agent does not know.
 async fn run_assignment(
     link: &Arc<Link>,
     agent: i64,
@@ -482,45 +409,54 @@ async fn run_assignment(
     config: &AgentConfig,
     shutdown: &CancellationToken,
     running: &Running,
-) -> Result<(), String> {
+    spool: &Path,
+) -> Option<Finished> {
     let id = assignment.assignment_id;
     let base = format!("/agent/v1/agents/{agent}/assignments/{id}");
-    let starting = serde_json::to_value(Starting {
-        agent_name: config.name.clone(),
-    })
-    .expect("serialises");
     let deadline = config.reconnect_timeout.map(|t| Instant::now() + t);
-    let start_path = format!("{base}/start");
-    match retry(deadline, || {
-        link.call(
-            reqwest::Method::POST,
-            &start_path,
-            None,
-            Some(starting.clone()),
-            Duration::from_secs(10),
-        )
-    })
-    .await
-    {
-        Ok(_) => {}
-        Err(CallError::Gone(why)) => {
-            tracing::info!(assignment = id, %why, "the server took the task back before it started");
-            return Ok(());
-        }
-        Err(other) => {
-            tracing::warn!(assignment = id, error = %other, "cannot confirm the start; leaving the task to the server");
-            return Ok(());
-        }
-    }
-    tracing::info!(assignment = id, job = %assignment.job_id, task = assignment.task_index, "running");
-    let spool = config.work_dir.join(format!("assignment-{id}.log"));
-    let _ = std::fs::remove_file(&spool);
     let cancel = CancellationToken::new();
-    let done = CancellationToken::new();
     running
         .lock()
         .expect("running poisoned")
         .insert(id, cancel.clone());
+    if !assignment.started {
+        let starting = serde_json::to_value(Starting {
+            agent_name: config.name.clone(),
+        })
+        .expect("serialises");
+        let start_path = format!("{base}/start");
+        let confirmed = retry(deadline, || {
+            link.call(
+                reqwest::Method::POST,
+                &start_path,
+                None,
+                Some(starting.clone()),
+                Duration::from_secs(10),
+            )
+        })
+        .await;
+        match confirmed {
+            Ok(_) => {}
+            Err(CallError::Gone(why)) => {
+                tracing::info!(assignment = id, %why, "the server took the task back before it started");
+                forget(running, id);
+                return None;
+            }
+            Err(other) => {
+                tracing::warn!(assignment = id, error = %other, "cannot confirm the start; leaving the task to the server");
+                forget(running, id);
+                return None;
+            }
+        }
+    }
+    tracing::info!(assignment = id, job = %assignment.job_id, task = assignment.task_index, "running");
+    // The slot's spool is emptied, not deleted and created again: on ext4, creating a file
+    // next to many just deleted ones cost the agent more CPU than the task's own process.
+    if let Err(e) = std::fs::File::create(spool) {
+        tracing::warn!(spool = %spool.display(), error = %e, "cannot empty the spool");
+    }
+    let spool = spool.to_path_buf();
+    let done = CancellationToken::new();
     let uploads = tokio::spawn(upload(
         Arc::clone(link),
         base.clone(),
@@ -567,58 +503,17 @@ async fn run_assignment(
         }
     };
     done.cancel();
-    running.lock().expect("running poisoned").remove(&id);
     let uploaded = uploads
         .await
         .unwrap_or(Err(CallError::Server("upload task failed".into())));
     if let Err(e) = &uploaded {
         tracing::warn!(assignment = id, error = %e, "log upload ended early");
     }
-    let body = serde_json::to_value(&report).expect("serialises");
-    let finish_path = format!("{base}/finish");
-    match retry(deadline, || {
-        link.call(
-            reqwest::Method::POST,
-            &finish_path,
-            None,
-            Some(body.clone()),
-            Duration::from_secs(10),
-        )
+    let _ = std::fs::File::create(&spool);
+    Some(Finished {
+        assignment_id: id,
+        report,
     })
-    .await
-    {
-        Ok(_) => tracing::info!(assignment = id, ?report, "reported"),
-        Err(CallError::Gone(why)) => {
-            tracing::info!(assignment = id, %why, "the server had taken the task back; result dropped")
-        }
-        Err(other) => {
-            tracing::warn!(assignment = id, error = %other, "cannot report the result; the server will requeue the task")
-        }
-    }
-    let _ = std::fs::remove_file(&spool);
-    Ok(())
-}
-
-/// Retries transport failures with backoff until `deadline` (forever without one).
-async fn retry<F, Fut, T>(deadline: Option<Instant>, mut call: F) -> Result<T, CallError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, CallError>>,
-{
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        match call().await {
-            Err(CallError::Transport(why)) => {
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return Err(CallError::Transport(why));
-                }
-                tracing::debug!(%why, "server unreachable; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-            }
-            other => return other,
-        }
-    }
 }
 
 /// The agent's heartbeat: long-polls with the assignments it runs, stops those the server
@@ -695,15 +590,19 @@ fn stop_these(running: &Running, ids: &[i64]) {
     }
 }
 
-async fn read_from(path: &Path, offset: u64) -> std::io::Result<Vec<u8>> {
-    let mut file = match tokio::fs::File::open(path).await {
+/// Reads the spool from `offset` (at most [`MAX_UPLOAD`] bytes). Plain blocking reads of a
+/// small local file: handing each to tokio's blocking pool cost a short task more in thread
+/// wake-ups than the reads themselves.
+fn read_from(path: &Path, offset: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek};
+    let mut file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
-    file.seek(std::io::SeekFrom::Start(offset)).await?;
+    file.seek(std::io::SeekFrom::Start(offset))?;
     let mut data = Vec::new();
-    file.take(MAX_UPLOAD).read_to_end(&mut data).await?;
+    file.take(MAX_UPLOAD).read_to_end(&mut data)?;
     Ok(data)
 }
 
@@ -721,7 +620,6 @@ async fn upload(
     loop {
         let finishing = done.is_cancelled();
         let data = read_from(&spool, sent)
-            .await
             .map_err(|e| CallError::Server(format!("cannot read the spool: {e}")))?;
         let send = if finishing || data.len() >= FLUSH_PARTIAL_LINE_AT {
             data.len()

@@ -12,7 +12,9 @@ use axum::response::{IntoResponse, Response};
 
 use crate::problem::{Problem, db};
 use crate::server::AppState;
-use crate::wire::{AgentHello, Beat, LogAt, Orders, Received, Starting, TaskReport, Wait, Welcome};
+use crate::wire::{
+    AgentHello, Beat, LeaseAsk, LogAt, Orders, Received, Starting, TaskReport, Wait, Welcome,
+};
 
 /// The longest a long poll is held.
 const MAX_WAIT: Duration = Duration::from_secs(30);
@@ -50,20 +52,56 @@ pub async fn deregister(
 }
 
 /// `POST /agent/v1/agents/{agent}/lease`: the next task, or 204 after `wait_ms` without one.
+/// The body ([`LeaseAsk`], optional) may carry the slot's previous report, recorded first
+/// (even while the queue shuts down), and ask for the task to be started on hand-out.
 pub async fn lease(
     State(state): State<AppState>,
     Path(agent): Path<i64>,
     Query(wait): Query<Wait>,
+    body: Bytes,
 ) -> Result<Response, Problem> {
+    let ask: LeaseAsk = if body.iter().all(u8::is_ascii_whitespace) {
+        LeaseAsk::default()
+    } else {
+        let mut reader = serde_json::Deserializer::from_slice(&body);
+        serde_path_to_error::deserialize(&mut reader).map_err(|e| {
+            let field = e.path().to_string();
+            Problem::bad_request(
+                format!("the lease body is not valid: {field}: {}", e.inner()),
+                Some(&field),
+            )
+        })?
+    };
+    if let Some(name) = &ask.start_as
+        && (name.is_empty() || name.len() > 200)
+    {
+        return Err(Problem::bad_request(
+            "start_as must be 1 to 200 characters",
+            Some("start_as"),
+        ));
+    }
     let deadline = tokio::time::Instant::now() + Duration::from_millis(wait.wait_ms).min(MAX_WAIT);
+    let mut finished = ask.finished;
+    let start_as = ask.start_as;
     loop {
         if state.draining.is_cancelled() {
+            if let Some(done) = finished.take() {
+                db(&state, move |s| {
+                    s.finish_assignment(agent, done.assignment_id, &done.report)
+                })
+                .await?;
+            }
             return Err(Problem::busy("the queue is shutting down"));
         }
         let notified = state.store.work.notified();
         let mut notified = std::pin::pin!(notified);
         notified.as_mut().enable();
-        if let Some(assignment) = db(&state, move |s| s.lease(agent)).await? {
+        let (done, name) = (finished.take(), start_as.clone());
+        let leased = db(&state, move |s| {
+            s.lease_with(agent, done.as_ref(), name.as_deref())
+        })
+        .await?;
+        if let Some(assignment) = leased {
             return Ok(Json(assignment).into_response());
         }
         tokio::select! {
@@ -85,12 +123,16 @@ pub async fn heartbeat(
     let deadline = tokio::time::Instant::now() + Duration::from_millis(wait.wait_ms).min(MAX_WAIT);
     state.store.note_load(agent, beat.load);
     let running = std::sync::Arc::new(beat.running);
+    // The list is fresh only on the first pass: later passes of the long poll do not judge
+    // which assignments the agent knows.
+    let mut reconcile = true;
     loop {
         let notified = state.store.control.notified();
         let mut notified = std::pin::pin!(notified);
         notified.as_mut().enable();
         let ids = std::sync::Arc::clone(&running);
-        let cancel = db(&state, move |s| s.heartbeat(agent, &ids)).await?;
+        let fresh = std::mem::replace(&mut reconcile, false);
+        let cancel = db(&state, move |s| s.heartbeat(agent, &ids, fresh)).await?;
         if !cancel.is_empty() {
             return Ok(Json(Orders { cancel }).into_response());
         }

@@ -68,6 +68,31 @@ pub struct Assignment {
     /// absent for a job without frames (and from servers that predate it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frames: Option<String>,
+    /// The server already counts the task as started (the lease asked for it with
+    /// `start_as`): the agent runs it without a separate start call.
+    #[serde(default)]
+    pub started: bool,
+}
+
+/// The body of a lease: what lets an agent slot do one call per task instead of three.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LeaseAsk {
+    /// How the slot's previous task ended, recorded before the next task is chosen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<Finished>,
+    /// The agent's name: the task handed out is started at once (its start line in the
+    /// render log names this agent), as if the agent had called `start`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_as: Option<String>,
+}
+
+/// A finished assignment, reported along with the next lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finished {
+    /// The assignment that ended.
+    pub assignment_id: i64,
+    /// How it ended.
+    pub report: TaskReport,
 }
 
 /// How an agent says a task ended.

@@ -1,5 +1,6 @@
-//! `--mode agents`: a thousand simulated agents (no processes: each leases, confirms,
-//! "runs" for a while and reports, and heartbeats like a real agent) against one server,
+//! `--mode agents`: a thousand simulated agents (no processes: each leases a task that
+//! starts on hand-out, "runs" it for a while and reports it with its next lease, and
+//! heartbeats, like a real agent's slot) against one server,
 //! with a backlog so that work is always there: lease latency and the server's CPU.
 
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use tokio::sync::Mutex;
 use super::{Client, percentile};
 
 /// CPU seconds (user + system) the process has used.
-fn cpu_seconds(pid: u32) -> f64 {
+pub fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit(')').next().unwrap_or("");
     let fields: Vec<&str> = after.split_whitespace().collect();
@@ -94,45 +95,50 @@ pub async fn run(
     let until = started + Duration::from_secs(seconds);
     let mut tasks = tokio::task::JoinSet::new();
     for each in &registered {
-        let (agent, latencies, finished) = (
+        let (agent, latencies, finished_count) = (
             Arc::clone(each),
             Arc::clone(&latencies),
             Arc::clone(&finished),
         );
+        let running = Arc::new(std::sync::Mutex::new(None::<i64>));
+        let held = Arc::clone(&running);
         tasks.spawn(async move {
             // Spread the start so the agents do not move in lockstep.
             tokio::time::sleep(Duration::from_millis(agent.id as u64 * 7 % task_ms.max(1))).await;
+            // Like a real agent slot: the previous task's report rides on the next lease,
+            // which starts the task it hands out.
+            let mut finished: Option<i64> = None;
             while Instant::now() < until {
+                let mut ask = json!({"start_as": "sim"});
+                if let Some(id) = finished {
+                    ask["finished"] =
+                        json!({"assignment_id": id, "report": {"outcome": "succeeded"}});
+                }
                 let t = Instant::now();
-                let reply = agent.post("/lease?wait_ms=1000", json!({})).await;
+                let reply = agent.post("/lease?wait_ms=1000", ask).await;
                 let elapsed = t.elapsed().as_secs_f64() * 1000.0;
+                if finished.take().is_some() {
+                    finished_count.fetch_add(1, Ordering::Relaxed);
+                    *held.lock().expect("running") = None;
+                }
                 if reply.status() != 200 {
                     continue;
                 }
                 latencies.lock().await.push(elapsed);
                 let lease: Value = reply.json().await.expect("assignment");
                 let id = lease["assignment_id"].as_i64().expect("id");
-                agent
-                    .post(
-                        &format!("/assignments/{id}/start"),
-                        json!({"agent_name": "sim"}),
-                    )
-                    .await;
+                assert_eq!(lease["started"], true, "{lease}");
+                *held.lock().expect("running") = Some(id);
                 tokio::time::sleep(Duration::from_millis(task_ms)).await;
-                agent
-                    .post(
-                        &format!("/assignments/{id}/finish"),
-                        json!({"outcome": "succeeded"}),
-                    )
-                    .await;
-                finished.fetch_add(1, Ordering::Relaxed);
+                finished = Some(id);
             }
         });
         let (agent, beats) = (Arc::clone(each), Arc::clone(&beats));
         tasks.spawn(async move {
             while Instant::now() < until {
+                let ids: Vec<i64> = running.lock().expect("running").iter().copied().collect();
                 agent
-                    .post("/heartbeat?wait_ms=1000", json!({"running": []}))
+                    .post("/heartbeat?wait_ms=1000", json!({"running": ids}))
                     .await;
                 beats.fetch_add(1, Ordering::Relaxed);
             }

@@ -61,13 +61,70 @@ pub async fn many_small_jobs(client: &Client, count: usize, concurrency: usize) 
     count as f64 / started.elapsed().as_secs_f64()
 }
 
+/// CPU seconds of a process and of its children that ended (user + system).
+fn with_children(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = (11..=14)
+        .filter_map(|i| fields.get(i).and_then(|v| v.parse::<f64>().ok()))
+        .sum();
+    // USER_HZ is 100 on Linux.
+    ticks / 100.0
+}
+
+/// CPU seconds (user + system) used so far by the server, its agents (its child
+/// processes, whose finished tasks' time is in their `cutime`), and this benchmark.
+#[derive(Clone, Copy, Default)]
+struct Cpu {
+    server: f64,
+    agents: f64,
+    bench: f64,
+}
+
+impl Cpu {
+    fn now(server: u32) -> Cpu {
+        // Each thread lists the children it started.
+        let children: Vec<u32> = std::fs::read_dir(format!("/proc/{server}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+            .flat_map(|list| {
+                list.split_whitespace()
+                    .filter_map(|p| p.parse().ok())
+                    .collect::<Vec<u32>>()
+            })
+            .collect();
+        Cpu {
+            server: super::agents::cpu_seconds(server),
+            agents: children.iter().map(|p| with_children(*p)).sum(),
+            bench: super::agents::cpu_seconds(std::process::id()),
+        }
+    }
+
+    /// Milliseconds of CPU per frame since `before`.
+    fn per_frame(self, before: Cpu, frames: usize) -> String {
+        let ms = |a: f64, b: f64| (a - b) * 1000.0 / frames as f64;
+        format!(
+            "{:.2} / {:.2} / {:.2}",
+            ms(self.server, before.server),
+            ms(self.agents, before.agents),
+            ms(self.bench, before.bench)
+        )
+    }
+}
+
 /// Runs the scale section and prints its tables.
-pub async fn run(client: &Client, frames: usize, concurrency: usize, agents: &str) {
+pub async fn run(client: &Client, server: u32, frames: usize, concurrency: usize, agents: &str) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let fork = fork_exec_limit(4000, cores);
     println!("## Per-task cost and throughput ({agents})\n");
+    let at_start = Cpu::now(server);
     let big = one_big_job(client, frames).await;
+    let after_big = Cpu::now(server);
     let small = many_small_jobs(client, frames, concurrency).await;
+    let after_small = Cpu::now(server);
     let fork_after = fork_exec_limit(4000, cores);
     println!("| measured in the same run | value |\n|---|---|");
     println!("| one {frames}-frame job, frames per second | {big:.0} |");
@@ -80,7 +137,15 @@ pub async fn run(client: &Client, frames: usize, concurrency: usize, agents: &st
         "| fork+exec limit (`true` from {cores} threads), before / after, per second | {fork:.0} / {fork_after:.0} |"
     );
     println!(
-        "| trivial tasks per second / fork+exec limit | {:.2} |\n",
+        "| trivial tasks per second / fork+exec limit | {:.2} |",
         big.max(small) / fork.max(fork_after)
+    );
+    println!(
+        "| CPU ms per frame, server / agents (with their tasks) / benchmark client: one big job | {} |",
+        after_big.per_frame(at_start, frames)
+    );
+    println!(
+        "| CPU ms per frame, server / agents (with their tasks) / benchmark client: one-frame jobs | {} |\n",
+        after_small.per_frame(after_big, frames)
     );
 }

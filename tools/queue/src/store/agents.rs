@@ -2,6 +2,10 @@
 
 use super::*;
 
+/// How long a heartbeat may fail to name an assignment handed to its agent before the
+/// server concludes the hand-out never arrived: far longer than a reply takes to travel.
+pub(super) const HAND_OUT_GRACE: Duration = Duration::from_secs(15);
+
 impl Store {
     /// Registers an agent and returns its id.
     pub fn register_agent(&self, hello: &AgentHello) -> Result<i64> {
@@ -141,9 +145,9 @@ impl Store {
 
     /// Which of an agent's assignments it must cancel: those of stopped jobs, and any it
     /// reports running that the server took back.
-    pub fn heartbeat(&self, agent: i64, running: &[i64]) -> Result<Vec<i64>> {
+    pub fn heartbeat(&self, agent: i64, running: &[i64], reconcile: bool) -> Result<Vec<i64>> {
         self.agent_seen(agent)?;
-        self.read(|conn| {
+        let (cancel, unknown) = self.read(|conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT a.id FROM assignments a JOIN jobs j ON j.id = a.job_id \
                  WHERE a.agent_id = ?1 AND a.state IN ('dispatched', 'running') AND j.stop_requested = 1",
@@ -159,7 +163,49 @@ impl Store {
                     cancel.push(*id);
                 }
             }
-            Ok(cancel)
+            let mut unknown = Vec::new();
+            if reconcile {
+                let cutoff = now_millis() - HAND_OUT_GRACE.as_millis() as i64;
+                let mut stmt = conn.prepare_cached(
+                    "SELECT id FROM assignments WHERE agent_id = ?1 AND state IN ('dispatched', 'running') AND dispatched_at < ?2",
+                )?;
+                for id in stmt.query_map(params![agent, cutoff], |r| r.get::<_, i64>(0))? {
+                    let id = id?;
+                    if !running.contains(&id) {
+                        unknown.push(id);
+                    }
+                }
+            }
+            Ok((cancel, unknown))
+        })?;
+        if !unknown.is_empty() {
+            self.take_back_unknown(agent, &unknown)?;
+        }
+        Ok(cancel)
+    }
+
+    /// Assignments the server handed to `agent` that its heartbeat does not name: the reply
+    /// carrying them never reached it, so nothing runs them. They go back to the queue (or
+    /// fail once out of tries), instead of holding one of the agent's slots forever.
+    fn take_back_unknown(&self, agent: i64, ids: &[i64]) -> Result<()> {
+        let now = self.tick();
+        self.write(|tx, fx| {
+            for &id in ids {
+                let Ok((state, job, idx, _, _)) = Self::active_assignment(tx, agent, id) else {
+                    continue;
+                };
+                if state == "running" || state == "dispatched" {
+                    tracing::warn!(
+                        agent,
+                        assignment = id,
+                        job,
+                        task = idx,
+                        "the agent does not know this assignment; taking it back"
+                    );
+                    self.lose_assignment(tx, id, job, idx, "its agent never received it", now, fx)?;
+                }
+            }
+            Ok(())
         })
     }
 
@@ -226,28 +272,44 @@ impl Store {
             .query_map([agent], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
             .collect::<Result<_, _>>()?;
         for (assignment, job, idx) in active {
-            tx.execute(
-                "UPDATE assignments SET state = 'lost', ended_at = ?2, reason = ?3 WHERE id = ?1",
-                params![assignment, now, why],
-            )?;
-            let stop: bool = tx.query_row(
-                "SELECT stop_requested FROM jobs WHERE id = ?1",
-                [job],
-                |r| r.get(0),
-            )?;
-            if stop {
-                let (from, frames) = Self::task_state(tx, job, idx)?;
-                tx.execute(
-                    "UPDATE tasks SET state = 'cancelled', reason = ?3 WHERE job_id = ?1 AND idx = ?2",
-                    params![job, idx, crate::state::STOPPED_BY_USER],
-                )?;
-                Self::shift(tx, job, from, TaskState::Cancelled, frames, now)?;
-            } else {
-                self.requeue_or_fail(tx, job, idx, why, now, fx)?;
-            }
-            self.recompute(tx, job, now, fx)?;
+            self.lose_assignment(tx, assignment, job, idx, why, now, fx)?;
         }
         Ok(())
+    }
+
+    /// An active assignment ended without a result: its task is cancelled if its job is
+    /// being stopped, else requeued (or failed once out of tries).
+    #[allow(clippy::too_many_arguments)]
+    fn lose_assignment(
+        &self,
+        tx: &Transaction<'_>,
+        assignment: i64,
+        job: i64,
+        idx: i64,
+        why: &str,
+        now: i64,
+        fx: &mut Effects,
+    ) -> Result<()> {
+        tx.execute(
+            "UPDATE assignments SET state = 'lost', ended_at = ?2, reason = ?3 WHERE id = ?1",
+            params![assignment, now, why],
+        )?;
+        let stop: bool = tx.query_row(
+            "SELECT stop_requested FROM jobs WHERE id = ?1",
+            [job],
+            |r| r.get(0),
+        )?;
+        if stop {
+            let (from, frames) = Self::task_state(tx, job, idx)?;
+            tx.execute(
+                "UPDATE tasks SET state = 'cancelled', reason = ?3 WHERE job_id = ?1 AND idx = ?2",
+                params![job, idx, crate::state::STOPPED_BY_USER],
+            )?;
+            Self::shift(tx, job, from, TaskState::Cancelled, frames, now)?;
+        } else {
+            self.requeue_or_fail(tx, job, idx, why, now, fx)?;
+        }
+        self.recompute(tx, job, now, fx)
     }
 
     /// An agent leaves cleanly; whatever it still held is requeued.

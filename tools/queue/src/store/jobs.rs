@@ -51,10 +51,11 @@ impl Store {
             let tasks = request.tasks();
             let tags = serde_json::to_string(&request.tags).expect("tags serialise");
             let frames_total = request.frames.as_ref().map(|f| f.len() as i64);
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO jobs (name, request, render_context, priority, tags, state, native_state, submit_time, \
                  updated_at, task_count, frames_total, log_path) VALUES (?1, ?2, ?3, ?4, ?5, 'Waiting', 'QUEUED', ?6, ?6, ?7, ?8, '')",
-                params![
+            )?
+            .execute(params![
                     request.name,
                     canonical,
                     request.render_context.to_string(),
@@ -67,9 +68,10 @@ impl Store {
             )?;
             let id = tx.last_insert_rowid();
             let log_path = self.log_path_for(id, request)?;
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE jobs SET log_path = ?2, req_cpus = ?3, req_memory = ?4, req_gpus = ?5, req_tags = ?6, unplaceable = ?7 WHERE id = ?1",
-                params![
+            )?
+            .execute(params![
                     id,
                     log_path.display().to_string(),
                     need.cpus as i64,
@@ -80,13 +82,14 @@ impl Store {
                 ],
             )?;
             for tag in &request.tags {
-                tx.execute("INSERT OR IGNORE INTO job_tags (tag, job_id) VALUES (?1, ?2)", params![tag, id])?;
+                tx.prepare_cached("INSERT OR IGNORE INTO job_tags (tag, job_id) VALUES (?1, ?2)")?
+                    .execute(params![tag, id])?;
             }
             for dep in &deps {
                 tx.execute("INSERT INTO deps (job_id, depends_on) VALUES (?1, ?2)", params![id, dep])?;
             }
             let (initial, reason) = Self::initial_task_state(tx, id)?;
-            let mut insert = tx.prepare(
+            let mut insert = tx.prepare_cached(
                 "INSERT INTO tasks (job_id, idx, state, priority, frames, first_frame, last_frame, reason, frame_set) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
@@ -128,7 +131,7 @@ impl Store {
         tx: &Transaction<'_>,
         job: i64,
     ) -> Result<(TaskState, Option<String>)> {
-        let mut stmt = tx.prepare("SELECT j.id, j.state FROM deps d JOIN jobs j ON j.id = d.depends_on WHERE d.job_id = ?1 ORDER BY j.id")?;
+        let mut stmt = tx.prepare_cached("SELECT j.id, j.state FROM deps d JOIN jobs j ON j.id = d.depends_on WHERE d.job_id = ?1 ORDER BY j.id")?;
         let deps: Vec<(i64, String)> = stmt
             .query_map([job], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<Result<_, _>>()?;
@@ -253,10 +256,10 @@ impl Store {
             )?
             .execute(params![job, state.as_str(), native, reason, end, now])?;
             if state_changed {
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT INTO transitions (job_id, at, attempt, state, native_state, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![job, now, attempt, state.as_str(), native, reason],
-                )?;
+                )?
+                .execute(params![job, now, attempt, state.as_str(), native, reason])?;
             }
             if state == JobState::Cancelled && stop && !was_terminal {
                 self.log_stopped(tx, job, now)?;

@@ -28,12 +28,14 @@ use uuid::Uuid;
 
 use crate::placement::{Capacity, Requirements};
 use crate::state::{Derived, JobFacts, TaskCounts, TaskState, derive};
-use crate::wire::{AgentHello, Assignment, TaskReport};
+use crate::wire::{AgentHello, Assignment, Finished, TaskReport};
 
 mod admin;
 mod agents;
 mod counts;
 mod jobs;
+#[cfg(test)]
+mod one_call_tests;
 mod placing;
 mod retry;
 mod schema;
@@ -514,14 +516,19 @@ thread_local! {
 /// [`Store::write`]); returns its length afterwards.
 fn append_to_log(path: &Path, data: &[u8]) -> Result<u64> {
     let context = || format!("cannot write render log {}", path.display());
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(io_err(context()))?;
+    let open = || OpenOptions::new().create(true).append(true).open(path);
+    // The directory is made only when missing: a mkdir per append cost every task a
+    // system call.
+    let mut file = match open() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(io_err(context()))?;
+            }
+            open()
+        }
+        other => other,
     }
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(io_err(context()))?;
+    .map_err(io_err(context()))?;
     let len = file.metadata().map_err(io_err(context()))?.len();
     APPENDED.with(|a| a.borrow_mut().push((path.to_path_buf(), len)));
     file.write_all(data).map_err(io_err(context()))?;

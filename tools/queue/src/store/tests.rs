@@ -222,7 +222,7 @@ fn stop_and_start_follow_the_contract() {
     );
     assert!(matches!(s.start("1"), Err(StoreError::Conflict(_))));
     assert_eq!(
-        s.heartbeat(a, &[l.assignment_id]).unwrap(),
+        s.heartbeat(a, &[l.assignment_id], true).unwrap(),
         [l.assignment_id]
     );
     s.finish_assignment(a, l.assignment_id, &TaskReport::Cancelled)
