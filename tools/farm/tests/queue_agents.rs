@@ -234,6 +234,12 @@ async fn agents_start_and_stop_over_ssh() {
             &server.url,
             "--remote-farm",
             BIN,
+            "--slots",
+            "2",
+            "--tag",
+            "lighting",
+            "--memory",
+            "3G",
             "--data-root",
         ])
         .arg(&root)
@@ -258,8 +264,32 @@ async fn agents_start_and_stop_over_ssh() {
             "the token is not on a command line"
         );
     }
+    // Each agent registered with the options given to `agents start`.
+    let alive: Vec<serde_json::Value> =
+        eventually("two registered agents", Duration::from_secs(20), || async {
+            let agents: serde_json::Value = api.get("/v1/agents").await.json().await.unwrap();
+            let alive: Vec<serde_json::Value> = agents["agents"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|a| a["alive"] == true)
+                .cloned()
+                .collect();
+            (alive.len() == 2).then_some(alive)
+        })
+        .await;
+    for agent in &alive {
+        assert_eq!(
+            (&agent["slots"], &agent["tags"], &agent["memory_mib"]),
+            (&json!(2), &json!(["lighting"]), &json!(3072)),
+            "{agent}"
+        );
+    }
     let id = api
-        .submit(json!({"name": "via-ssh-agents", "commands": [["true"]], "frames": "1-4"}))
+        .submit(
+            json!({"name": "via-ssh-agents", "commands": [["true"]], "frames": "1-4",
+                       "native": {"local": {"pool": "lighting"}}}),
+        )
         .await;
     eventually(
         "the job to complete on remote agents",

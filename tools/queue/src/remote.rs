@@ -14,12 +14,14 @@ use std::time::Duration;
 use farm_core::{CommandRunner, FarmError, Result, SshRunner};
 use secrecy::{ExposeSecret, SecretString};
 
-/// Starts `count` agents: `$1` farm program, `$2` server URL, `$3` count, `$4` directory.
-/// The token is the first line of standard input.
+/// Starts `count` agents: `$1` farm program, `$2` server URL, `$3` count, `$4` directory,
+/// then options every agent gets (`--slots 4 --tag gpu`). The token is the first line of
+/// standard input.
 pub const START_SCRIPT: &str = r#"set -eu
 IFS= read -r FARM_AGENT_TOKEN || [ -n "${FARM_AGENT_TOKEN:-}" ]
 export FARM_AGENT_TOKEN
 farm=$1 server=$2 count=$3 dir=$4
+shift 4
 case $dir in "~/"*) dir="$HOME/${dir#"~/"}" ;; esac
 mkdir -p "$dir"
 host=$(hostname 2>/dev/null || uname -n)
@@ -29,7 +31,7 @@ if command -v setsid >/dev/null 2>&1; then launcher=setsid; fi
 i=0
 while [ "$i" -lt "$count" ]; do
   name="$host-$$-$i"
-  $launcher nohup "$farm" agent --server "$server" --name "$name" --work-dir "$dir/$name" </dev/null >>"$dir/$name.log" 2>&1 &
+  $launcher nohup "$farm" agent --server "$server" --name "$name" --work-dir "$dir/$name" "$@" </dev/null >>"$dir/$name.log" 2>&1 &
   echo "$!" >>"$dir/agents-$host.pid"
   echo "started agent $name (pid $!) for $server; log: $dir/$name.log"
   i=$((i + 1))
@@ -112,20 +114,23 @@ impl Remote {
     }
 
     /// Starts `count` agents that join the queue at `server` (a URL the remote machine can
-    /// reach). Returns what the remote side printed.
+    /// reach), each with `agent_options` (`farm agent` options). Returns what the remote
+    /// side printed.
     pub async fn start(
         &self,
         farm_program: &str,
         server: &str,
         count: u32,
+        agent_options: &[String],
         token: &SecretString,
     ) -> Result<String> {
-        let args = [
+        let mut args = vec![
             farm_program.to_owned(),
             server.to_owned(),
             count.to_string(),
             self.dir.clone(),
         ];
+        args.extend_from_slice(agent_options);
         let stdin = format!("{}\n", token.expose_secret());
         self.run(START_SCRIPT, &args, Some(stdin.as_bytes())).await
     }

@@ -72,11 +72,11 @@ pub struct Args {
     local: bool,
 }
 
-fn tag(text: &str) -> std::result::Result<String, String> {
+pub(crate) fn tag(text: &str) -> std::result::Result<String, String> {
     farm_core::request::check_tag(text).map(|()| text.to_owned())
 }
 
-fn memory(text: &str) -> std::result::Result<u64, String> {
+pub(crate) fn memory(text: &str) -> std::result::Result<u64, String> {
     farm_core::MemorySize::parse(text).map(|m| m.mib())
 }
 

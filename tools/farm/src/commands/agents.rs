@@ -74,6 +74,45 @@ struct AgentsStartArgs {
     /// This queue's data root, where the agent token is read.
     #[arg(long, env = "FARM_DATA_ROOT", value_name = "DIR")]
     data_root: Option<PathBuf>,
+    /// Tasks each agent runs at once (default 1).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    slots: Option<u32>,
+    /// A tag (pool) for each agent, as `farm agent --tag`; repeat for several.
+    #[arg(long = "tag", value_name = "TAG", value_parser = super::agent::tag)]
+    tags: Vec<String>,
+    /// CPU cores each agent offers (default: the remote machine's).
+    #[arg(long, value_name = "N")]
+    cpus: Option<u64>,
+    /// Memory each agent offers, such as 64G (default: the remote machine's).
+    #[arg(long, value_name = "SIZE", value_parser = super::agent::memory)]
+    memory: Option<u64>,
+    /// GPUs each agent offers (default: the remote machine's NVIDIA devices).
+    #[arg(long, value_name = "N")]
+    gpus: Option<u64>,
+}
+
+impl AgentsStartArgs {
+    /// The `farm agent` options every started agent gets, already validated here so that
+    /// a typo fails before anything starts on the remote machine.
+    fn agent_options(&self) -> Vec<String> {
+        let mut options = Vec::new();
+        if let Some(slots) = self.slots {
+            options.extend(["--slots".to_owned(), slots.to_string()]);
+        }
+        for tag in &self.tags {
+            options.extend(["--tag".to_owned(), tag.clone()]);
+        }
+        if let Some(cpus) = self.cpus {
+            options.extend(["--cpus".to_owned(), cpus.to_string()]);
+        }
+        if let Some(mib) = self.memory {
+            options.extend(["--memory".to_owned(), format!("{mib}M")]);
+        }
+        if let Some(gpus) = self.gpus {
+            options.extend(["--gpus".to_owned(), gpus.to_string()]);
+        }
+        options
+    }
 }
 
 /// `farm agents stop`.
@@ -110,7 +149,13 @@ pub async fn run(args: &Args) -> Result<ExitCode> {
             start
                 .ssh
                 .remote()
-                .start(&start.remote_farm, &server, start.count, &token)
+                .start(
+                    &start.remote_farm,
+                    &server,
+                    start.count,
+                    &start.agent_options(),
+                    &token,
+                )
                 .await?
         }
         AgentsAction::Stop(stop) => stop.ssh.remote().stop().await?,

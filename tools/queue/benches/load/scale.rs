@@ -28,21 +28,45 @@ pub fn fork_exec_limit(count: usize, threads: usize) -> f64 {
     (count / threads * threads) as f64 / started.elapsed().as_secs_f64()
 }
 
-/// One job of `frames` frames (chunk 1): frames per second, submit to Completed.
-pub async fn one_big_job(client: &Client, frames: usize) -> f64 {
+/// How one big job went: frames per second from submit to Completed, and over its first
+/// and its last tenth of frames (equal when a task costs the same however far the job is).
+pub struct BigJob {
+    pub rate: f64,
+    pub first_tenth: f64,
+    pub last_tenth: f64,
+}
+
+/// One job of `frames` frames (chunk 1), its progress read every 100 ms.
+pub async fn one_big_job(client: &Client, frames: usize) -> BigJob {
     let body = json!({"name": "big", "commands": [["true"]], "frames": format!("1-{frames}"), "tags": ["big"]});
     let started = Instant::now();
     let job = client.submit_body(&body).await;
     let id = job["id"].as_str().expect("id").to_owned();
+    let mut samples: Vec<(f64, f64)> = Vec::new();
     loop {
         let j = client.get(&format!("/v1/jobs/{id}")).await;
+        let done = j["progress"]["frames_done"].as_f64().unwrap_or(0.0);
+        samples.push((started.elapsed().as_secs_f64(), done));
         match j["state"].as_str() {
             Some("Completed") => break,
             Some("Failed" | "Cancelled") => panic!("the big job ended {j}"),
             _ => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }
-    frames as f64 / started.elapsed().as_secs_f64()
+    let total = frames as f64;
+    let when = |at_least: f64| {
+        samples
+            .iter()
+            .copied()
+            .find(|(_, done)| *done >= at_least)
+            .expect("a sample")
+    };
+    let rate_between = |a: (f64, f64), b: (f64, f64)| (b.1 - a.1) / (b.0 - a.0).max(1e-9);
+    BigJob {
+        rate: total / started.elapsed().as_secs_f64(),
+        first_tenth: rate_between(when(1.0), when(total / 10.0)),
+        last_tenth: rate_between(when(total * 0.9), when(total)),
+    }
 }
 
 /// `count` one-frame jobs submitted `concurrency` at a time: frames (jobs) per second,
@@ -121,13 +145,18 @@ pub async fn run(client: &Client, server: u32, frames: usize, concurrency: usize
     let fork = fork_exec_limit(4000, cores);
     println!("## Per-task cost and throughput ({agents})\n");
     let at_start = Cpu::now(server);
-    let big = one_big_job(client, frames).await;
+    let big_job = one_big_job(client, frames).await;
+    let big = big_job.rate;
     let after_big = Cpu::now(server);
     let small = many_small_jobs(client, frames, concurrency).await;
     let after_small = Cpu::now(server);
     let fork_after = fork_exec_limit(4000, cores);
     println!("| measured in the same run | value |\n|---|---|");
     println!("| one {frames}-frame job, frames per second | {big:.0} |");
+    println!(
+        "| the same job over its first / last tenth of frames, per second | {:.0} / {:.0} |",
+        big_job.first_tenth, big_job.last_tenth
+    );
     println!("| {frames} one-frame jobs, frames per second | {small:.0} |");
     println!(
         "| ratio, one big job / many small jobs | {:.2} |",

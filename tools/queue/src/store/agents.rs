@@ -6,6 +6,10 @@ use super::*;
 /// server concludes the hand-out never arrived: far longer than a reply takes to travel.
 pub(super) const HAND_OUT_GRACE: Duration = Duration::from_secs(15);
 
+/// An agent's assignments whose job is being stopped.
+pub(super) const TO_STOP: &str = "SELECT a.id FROM assignments a JOIN jobs j ON j.id = a.job_id \
+     WHERE a.agent_id = +?1 AND a.state IN ('dispatched', 'running') AND j.stop_requested = 1";
+
 impl Store {
     /// Registers an agent and returns its id.
     pub fn register_agent(&self, hello: &AgentHello) -> Result<i64> {
@@ -148,10 +152,7 @@ impl Store {
     pub fn heartbeat(&self, agent: i64, running: &[i64], reconcile: bool) -> Result<Vec<i64>> {
         self.agent_seen(agent)?;
         let (cancel, unknown) = self.read(|conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT a.id FROM assignments a JOIN jobs j ON j.id = a.job_id \
-                 WHERE a.agent_id = ?1 AND a.state IN ('dispatched', 'running') AND j.stop_requested = 1",
-            )?;
+            let mut stmt = conn.prepare_cached(TO_STOP)?;
             let mut cancel: Vec<i64> = stmt.query_map([agent], |r| r.get(0))?.collect::<Result<_, _>>()?;
             for id in running {
                 let state: Option<(String, i64)> = conn
@@ -261,7 +262,7 @@ impl Store {
 
     pub(super) fn lose_assignments(
         &self,
-        tx: &Transaction<'_>,
+        tx: &Connection,
         agent: i64,
         why: &str,
         now: i64,
@@ -282,7 +283,7 @@ impl Store {
     #[allow(clippy::too_many_arguments)]
     fn lose_assignment(
         &self,
-        tx: &Transaction<'_>,
+        tx: &Connection,
         assignment: i64,
         job: i64,
         idx: i64,

@@ -8,7 +8,7 @@
 use super::*;
 
 /// The counter column of a task state.
-fn column(state: TaskState) -> &'static str {
+pub(super) fn column(state: TaskState) -> &'static str {
     match state {
         TaskState::Blocked => "n_blocked",
         TaskState::Queued => "n_queued",
@@ -24,9 +24,13 @@ fn column(state: TaskState) -> &'static str {
 pub(super) const COUNT_COLUMNS: &str =
     "n_blocked, n_queued, n_dispatched, n_running, n_done, n_failed, n_cancelled";
 
+/// A job's failed tasks, for its reason.
+pub(super) const FAILED_TASKS: &str = "SELECT idx, frame_set, first_frame, last_frame, reason, exit_code \
+     FROM tasks INDEXED BY tasks_failed WHERE job_id = +?1 AND state = 'failed' ORDER BY idx";
+
 impl Store {
     /// A task's state and frame count.
-    pub(super) fn task_state(tx: &Transaction<'_>, job: i64, idx: i64) -> Result<(TaskState, i64)> {
+    pub(super) fn task_state(tx: &Connection, job: i64, idx: i64) -> Result<(TaskState, i64)> {
         let (word, frames): (String, i64) = tx
             .prepare_cached("SELECT state, frames FROM tasks WHERE job_id = ?1 AND idx = ?2")?
             .query_row(params![job, idx], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -36,7 +40,7 @@ impl Store {
     /// One task of `job` moved from `from` to `to`: shifts the two counters, and the frames
     /// done (then the record changed, so `updated_at` too).
     pub(super) fn shift(
-        tx: &Transaction<'_>,
+        tx: &Connection,
         job: i64,
         from: TaskState,
         to: TaskState,
@@ -61,7 +65,7 @@ impl Store {
     }
 
     /// Counts a job's tasks again, after an operation that moved many at once.
-    pub(super) fn recount(tx: &Transaction<'_>, job: i64, now: i64) -> Result<()> {
+    pub(super) fn recount(tx: &Connection, job: i64, now: i64) -> Result<()> {
         let mut counts = [0i64; 7];
         let mut frames_done = 0i64;
         {
@@ -93,15 +97,8 @@ impl Store {
 
     /// The reason of a job whose tasks ended and some failed: every failed frame, grouped
     /// by cause ("frames 4, 7 failed: exit code 3"); a one-task job's own reason.
-    pub(super) fn failure_summary(
-        tx: &Transaction<'_>,
-        job: i64,
-        tasks: i64,
-    ) -> Result<Option<String>> {
-        let mut stmt = tx.prepare_cached(
-            "SELECT idx, frame_set, first_frame, last_frame, reason, exit_code FROM tasks INDEXED BY tasks_failed \
-             WHERE job_id = ?1 AND state = 'failed' ORDER BY idx",
-        )?;
+    pub(super) fn failure_summary(tx: &Connection, job: i64, tasks: i64) -> Result<Option<String>> {
+        let mut stmt = tx.prepare_cached(FAILED_TASKS)?;
         type Row = (
             i64,
             Option<String>,

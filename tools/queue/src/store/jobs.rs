@@ -3,6 +3,14 @@
 
 use super::*;
 
+/// The first reason a requeued task of a job carries.
+pub(super) const REQUEUE_REASON: &str = "SELECT reason FROM tasks INDEXED BY tasks_requeued \
+     WHERE job_id = +?1 AND state = 'queued' AND reason IS NOT NULL ORDER BY idx LIMIT 1";
+
+/// The first reason a cancelled task of a job carries.
+pub(super) const CANCEL_REASON: &str = "SELECT reason FROM tasks INDEXED BY tasks_cancelled \
+     WHERE job_id = +?1 AND state = 'cancelled' AND reason IS NOT NULL ORDER BY idx LIMIT 1";
+
 impl Store {
     /// Stores a validated request. With an idempotency key seen before, returns that job
     /// (`false`: nothing created) if the body is the same, or a conflict if it differs.
@@ -88,7 +96,11 @@ impl Store {
             for dep in &deps {
                 tx.execute("INSERT INTO deps (job_id, depends_on) VALUES (?1, ?2)", params![id, dep])?;
             }
-            let (initial, reason) = Self::initial_task_state(tx, id)?;
+            let (initial, reason) = if deps.is_empty() {
+                (TaskState::Queued, None)
+            } else {
+                Self::initial_task_state(tx, id)?
+            };
             let mut insert = tx.prepare_cached(
                 "INSERT INTO tasks (job_id, idx, state, priority, frames, first_frame, last_frame, reason, frame_set) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -101,7 +113,12 @@ impl Store {
                 insert.execute(params![id, task.index, initial.as_str(), request.priority, count, first, last, reason, set])?;
             }
             drop(insert);
-            Self::recount(tx, id, now)?;
+            // Every task starts in the same state: the counters need no count.
+            tx.prepare_cached(&format!(
+                "UPDATE jobs SET {} = ?2 WHERE id = ?1",
+                super::counts::column(initial)
+            ))?
+            .execute(params![id, tasks.len() as i64])?;
             if let Some(key) = key {
                 tx.execute("INSERT INTO idempotency (key, job_id, body) VALUES (?1, ?2, ?3)", params![key, id, body])?;
             }
@@ -128,7 +145,7 @@ impl Store {
     /// Where a job's tasks start, given its dependencies: cancelled if one ended without
     /// completing, blocked while one is unfinished, queued otherwise.
     pub(super) fn initial_task_state(
-        tx: &Transaction<'_>,
+        tx: &Connection,
         job: i64,
     ) -> Result<(TaskState, Option<String>)> {
         let mut stmt = tx.prepare_cached("SELECT j.id, j.state FROM deps d JOIN jobs j ON j.id = d.depends_on WHERE d.job_id = ?1 ORDER BY j.id")?;
@@ -152,7 +169,7 @@ impl Store {
     /// whatever the job's size: reasons are looked up only for the state that needs one.
     pub(super) fn recompute(
         &self,
-        tx: &Transaction<'_>,
+        tx: &Connection,
         job: i64,
         now: i64,
         fx: &mut Effects,
@@ -194,12 +211,8 @@ impl Store {
             ) = row;
             let first_reason = |state: TaskState| -> Result<Option<String>> {
                 let sql = match state {
-                    TaskState::Queued => {
-                        "SELECT reason FROM tasks INDEXED BY tasks_requeued WHERE job_id = ?1 AND state = 'queued' AND reason IS NOT NULL ORDER BY idx LIMIT 1"
-                    }
-                    _ => {
-                        "SELECT reason FROM tasks INDEXED BY tasks_cancelled WHERE job_id = ?1 AND state = 'cancelled' AND reason IS NOT NULL ORDER BY idx LIMIT 1"
-                    }
+                    TaskState::Queued => REQUEUE_REASON,
+                    _ => CANCEL_REASON,
                 };
                 Ok(tx
                     .prepare_cached(sql)?
@@ -296,7 +309,7 @@ impl Store {
     }
 
     /// Ends a stopped job's log with who stopped it and when.
-    fn log_stopped(&self, tx: &Transaction<'_>, job: i64, now: i64) -> Result<()> {
+    fn log_stopped(&self, tx: &Connection, job: i64, now: i64) -> Result<()> {
         let by = self
             .stoppers
             .lock()

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use farm_core::{Job, JobId, JobRequest, JobState, Progress, now_millis};
 use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, Transaction, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -43,6 +43,7 @@ mod task_list;
 mod tasks;
 #[cfg(test)]
 mod tests;
+mod writer;
 
 pub use placing::Placement;
 pub use task_list::{TaskPage, TaskQuery, TaskRecord};
@@ -277,7 +278,7 @@ const JOB_COLUMNS: &str = "id, name, state, native_state, reason, attempt, submi
 /// The queue's durable state. Methods block (SQLite and file I/O): call them from
 /// `spawn_blocking`.
 pub struct Store {
-    writer: Mutex<Connection>,
+    writer: writer::Writer,
     reader: Mutex<Connection>,
     clock: Mutex<i64>,
     liveness: Mutex<HashMap<i64, Instant>>,
@@ -357,7 +358,7 @@ impl Store {
         std::fs::create_dir_all(logs_dir)
             .map_err(io_err(format!("cannot create {}", logs_dir.display())))?;
         Ok(Store {
-            writer: Mutex::new(writer),
+            writer: writer::Writer::new(writer),
             reader: Mutex::new(reader),
             clock: Mutex::new(last),
             liveness: Mutex::new(HashMap::new()),
@@ -387,32 +388,13 @@ impl Store {
         &self.data_dir
     }
 
-    /// Runs `f` in one transaction. Render-log appends are part of it: when it does not
-    /// commit (a full disk, most often), they are cut back, so the log never holds bytes the
-    /// database does not count and an agent's retried upload is not written twice.
-    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>, &mut Effects) -> Result<T>) -> Result<T> {
-        let mut conn = self.writer.lock().expect("writer poisoned");
-        APPENDED.with(|a| a.borrow_mut().clear());
-        let mut effects = Effects::default();
-        let result = conn.transaction().map_err(StoreError::from).and_then(|tx| {
-            let value = f(&tx, &mut effects)?;
-            tx.commit()?;
-            Ok(value)
-        });
-        let appended = APPENDED.with(|a| std::mem::take(&mut *a.borrow_mut()));
-        if result.is_err() {
-            for (path, len) in appended.iter().rev() {
-                if let Err(e) = OpenOptions::new()
-                    .write(true)
-                    .open(path)
-                    .and_then(|f| f.set_len(*len))
-                {
-                    tracing::error!(log = %path.display(), error = %e, "cannot cut back a render log after a failed change");
-                }
-            }
-        }
-        let value = result?;
-        drop(conn);
+    /// Runs `f` as one change, in one transaction with the changes of other callers
+    /// waiting at the same time ([`writer`]), and returns once it is committed. Render-log
+    /// appends are part of it: when it does not commit (a full disk, most often), they are
+    /// cut back, so the log never holds bytes the database does not count and an agent's
+    /// retried upload is not written twice.
+    fn write<T>(&self, f: impl FnOnce(&Connection, &mut Effects) -> Result<T>) -> Result<T> {
+        let (value, effects) = self.writer.change(f)?;
         if effects.work {
             self.work.notify_waiters();
         }

@@ -15,6 +15,11 @@ pub struct Placement {
     pub placement: Option<String>,
 }
 
+/// What an agent's running tasks hold: tasks, cpus, memory, gpus.
+pub(super) const AGENT_HOLDS: &str = "SELECT COUNT(*), COALESCE(SUM(j.req_cpus), 0), COALESCE(SUM(j.req_memory), 0), \
+     COALESCE(SUM(j.req_gpus), 0) FROM assignments a JOIN jobs j ON j.id = a.job_id \
+     WHERE a.agent_id = +?1 AND a.state IN ('dispatched', 'running')";
+
 impl Store {
     /// Tells the store what the local agents the server launches will offer, so requests
     /// can be judged before they register.
@@ -24,25 +29,20 @@ impl Store {
     }
 
     /// An agent's capacity and what its running tasks hold.
-    pub(super) fn agent_load(tx: &Transaction<'_>, agent: i64) -> Result<(Capacity, Held)> {
+    pub(super) fn agent_load(tx: &Connection, agent: i64) -> Result<(Capacity, Held)> {
         let capacity = tx
             .prepare_cached("SELECT slots, cpus, memory_mib, gpus, tags FROM agents WHERE id = ?1")?
             .query_row([agent], capacity_from_row)
             .optional()?
             .ok_or_else(|| StoreError::Gone(format!("agent {agent} is not registered")))?;
-        let held = tx
-            .prepare_cached(
-                "SELECT COUNT(*), COALESCE(SUM(j.req_cpus), 0), COALESCE(SUM(j.req_memory), 0), COALESCE(SUM(j.req_gpus), 0) \
-                 FROM assignments a JOIN jobs j ON j.id = a.job_id WHERE a.agent_id = ?1 AND a.state IN ('dispatched', 'running')",
-            )?
-            .query_row([agent], |r| {
-                Ok(Held {
-                    tasks: r.get::<_, i64>(0)? as u64,
-                    cpus: r.get::<_, i64>(1)? as u64,
-                    memory_mib: r.get::<_, i64>(2)? as u64,
-                    gpus: r.get::<_, i64>(3)? as u64,
-                })
-            })?;
+        let held = tx.prepare_cached(AGENT_HOLDS)?.query_row([agent], |r| {
+            Ok(Held {
+                tasks: r.get::<_, i64>(0)? as u64,
+                cpus: r.get::<_, i64>(1)? as u64,
+                memory_mib: r.get::<_, i64>(2)? as u64,
+                gpus: r.get::<_, i64>(3)? as u64,
+            })
+        })?;
         Ok((capacity, held))
     }
 

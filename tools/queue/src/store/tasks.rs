@@ -2,6 +2,10 @@
 
 use super::*;
 
+/// A job's first ready task.
+pub(super) const NEXT_READY: &str = "SELECT idx, tries, attempt, frame_set FROM tasks INDEXED BY tasks_ready \
+     WHERE job_id = +?1 AND state = 'queued' ORDER BY idx LIMIT 1";
+
 impl Store {
     /// Hands `agent` the next task that fits beside what it already runs: highest priority
     /// first, then the job served longest ago (jobs of equal priority take turns, task by
@@ -69,9 +73,7 @@ impl Store {
             }
             let Some(job) = chosen else { return Ok(None) };
             let (idx, tries, attempt, frame_set): (i64, i64, i64, Option<String>) = tx
-                .prepare_cached(
-                    "SELECT idx, tries, attempt, frame_set FROM tasks INDEXED BY tasks_ready WHERE job_id = ?1 AND state = 'queued' ORDER BY idx LIMIT 1",
-                )?
+                .prepare_cached(NEXT_READY)?
                 .query_row([job], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
             let now = self.tick();
             let request: String = tx
@@ -106,7 +108,7 @@ impl Store {
     }
 
     pub(super) fn active_assignment(
-        tx: &Transaction<'_>,
+        tx: &Connection,
         agent: i64,
         assignment: i64,
     ) -> Result<(String, i64, i64, i64, i64)> {
@@ -148,7 +150,7 @@ impl Store {
     /// A dispatched assignment starts: the task runs, the job has started, and the render
     /// log says where. The caller recomputes the job.
     fn mark_running(
-        tx: &Transaction<'_>,
+        tx: &Connection,
         assignment: i64,
         job: i64,
         idx: i64,
@@ -238,7 +240,7 @@ impl Store {
 
     fn finish_in(
         &self,
-        tx: &Transaction<'_>,
+        tx: &Connection,
         agent: i64,
         assignment: i64,
         report: &TaskReport,
@@ -261,7 +263,7 @@ impl Store {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn end_assignment(
         &self,
-        tx: &Transaction<'_>,
+        tx: &Connection,
         assignment: i64,
         job: i64,
         idx: i64,
@@ -308,7 +310,7 @@ impl Store {
     /// once it has been handed out `max_tries` times.
     pub(super) fn requeue_or_fail(
         &self,
-        tx: &Transaction<'_>,
+        tx: &Connection,
         job: i64,
         idx: i64,
         why: &str,
