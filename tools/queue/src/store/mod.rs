@@ -1,10 +1,12 @@
 //! Durable queue state in SQLite: jobs, their tasks (one per chunk), attempts (one per time a
 //! task is handed to an agent), agents, state transitions and idempotency keys.
 //!
-//! Every change is one transaction that also re-derives the job's state from its tasks
-//! ([`crate::state::derive`]), so a crash between two statements cannot leave a job whose
-//! record disagrees with its tasks. The database runs in WAL mode: a killed server loses
-//! nothing that was acknowledged, and readers never wait for the writer.
+//! Every change is one savepoint that also re-derives the job's state from its tasks
+//! ([`crate::state::derive`]), inside a transaction that changes waiting at the same moment
+//! share (group commit, in `writer.rs`), so a crash between two statements cannot leave a job whose record
+//! disagrees with its tasks. The database runs in WAL mode: a killed server loses nothing
+//! that was acknowledged (no caller is answered before its transaction commits), and
+//! readers never wait for the writer.
 //!
 //! Agent liveness (when each agent was last heard from) is deliberately not stored: after a
 //! restart every agent gets a fresh timeout to reconnect, which is what lets running tasks
@@ -389,7 +391,7 @@ impl Store {
     }
 
     /// Runs `f` as one change, in one transaction with the changes of other callers
-    /// waiting at the same time ([`writer`]), and returns once it is committed. Render-log
+    /// waiting at the same time (group commit), and returns once it is committed. Render-log
     /// appends are part of it: when it does not commit (a full disk, most often), they are
     /// cut back, so the log never holds bytes the database does not count and an agent's
     /// retried upload is not written twice.

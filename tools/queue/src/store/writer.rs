@@ -1,11 +1,11 @@
 //! The one writer connection, with group commit: each change runs in a savepoint of an
 //! open transaction, and the transaction commits once no other change is waiting for the
-//! writer (or the batch is full). A caller returns only after its batch committed, so an
-//! acknowledged change is as durable as before; a change that fails is rolled back to its
-//! savepoint alone, and its render-log appends are cut back. Under load, changes that touch
-//! the same pages (a job's row, the ends of the indexes, the render logs' directory) write
-//! them to the WAL once per batch instead of once per change: a one-frame job's submit and
-//! its task's hand-out cost about half the WAL bytes they did with a commit each.
+//! writer, or the batch holds 32 changes, or it is 2 ms old. A caller returns only after
+//! its batch committed, so an acknowledged change is as durable as before; a change that
+//! fails is rolled back to its savepoint alone, and its render-log appends are cut back.
+//! Under load, changes that touch the same pages (a job's row, the ends of the indexes)
+//! write them to the WAL once per batch instead of once per change, and the commit's own
+//! cost is shared.
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
@@ -17,9 +17,11 @@ use rusqlite::Connection;
 
 use super::{APPENDED, Effects, Result, StoreError};
 
-/// Changes one batch holds at most, so a steady stream of writers cannot hold back the
-/// first caller's reply for long.
-const MAX_BATCH: usize = 64;
+/// Changes one batch holds at most, and how long it stays open at most: a steady stream
+/// of writers must not hold back the first caller's reply for long (a lease's latency is
+/// what 1,000 agents feel).
+const MAX_BATCH: usize = 32;
+const MAX_BATCH_AGE: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Failures remembered for callers still waiting to hear how their batch ended.
 const FAILURES_KEPT: usize = 64;
@@ -33,6 +35,8 @@ struct Batch {
     number: u64,
     /// Changes in the open batch.
     changes: usize,
+    /// When the open batch began.
+    opened: std::time::Instant,
     /// Render-log appends of the open batch, with each log's length before: cut back if the
     /// batch does not commit.
     appended: Vec<(PathBuf, u64)>,
@@ -54,22 +58,30 @@ pub(super) struct Writer {
     batch: Mutex<Batch>,
     /// Callers waiting for the writer: while there are some, the batch stays open.
     queued: AtomicUsize,
+    /// How long a batch stays open at most ([`MAX_BATCH_AGE`]; longer in tests).
+    max_age: std::time::Duration,
     commits: Mutex<Commits>,
     committed: Condvar,
 }
 
 impl Writer {
     pub(super) fn new(conn: Connection) -> Writer {
+        Writer::with_max_age(conn, MAX_BATCH_AGE)
+    }
+
+    fn with_max_age(conn: Connection, max_age: std::time::Duration) -> Writer {
         Writer {
             batch: Mutex::new(Batch {
                 conn,
                 open: false,
                 number: 0,
                 changes: 0,
+                opened: std::time::Instant::now(),
                 appended: Vec::new(),
                 effects: Effects::default(),
             }),
             queued: AtomicUsize::new(0),
+            max_age,
             commits: Mutex::new(Commits::default()),
             committed: Condvar::new(),
         }
@@ -88,6 +100,7 @@ impl Writer {
             batch.open = true;
             batch.number += 1;
             batch.changes = 0;
+            batch.opened = std::time::Instant::now();
         }
         let number = batch.number;
         APPENDED.with(|a| a.borrow_mut().clear());
@@ -119,7 +132,9 @@ impl Writer {
             }
         }
         batch.changes += 1;
-        let commit_now = self.queued.load(Ordering::SeqCst) == 0 || batch.changes >= MAX_BATCH;
+        let commit_now = self.queued.load(Ordering::SeqCst) == 0
+            || batch.changes >= MAX_BATCH
+            || batch.opened.elapsed() >= self.max_age;
         let ended = if commit_now {
             Some(self.commit(&mut batch))
         } else {
@@ -230,7 +245,8 @@ mod tests {
         let conn = Connection::open(dir.path().join("w.db")).unwrap();
         conn.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (v INTEGER);")
             .unwrap();
-        let writer = Arc::new(Writer::new(conn));
+        // Long enough that holding the first change open does not end the batch.
+        let writer = Arc::new(Writer::with_max_age(conn, Duration::from_secs(600)));
         let insert = |c: &Connection, v: i64| c.execute("INSERT INTO t VALUES (?1)", [v]);
         let (release, held) = mpsc::channel::<()>();
         let first = {
