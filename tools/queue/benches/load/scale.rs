@@ -28,44 +28,45 @@ pub fn fork_exec_limit(count: usize, threads: usize) -> f64 {
     (count / threads * threads) as f64 / started.elapsed().as_secs_f64()
 }
 
-/// How one big job went: frames per second from submit to Completed, and over its first
-/// and its last tenth of frames (equal when a task costs the same however far the job is).
+/// How one big job went: frames per second from submit to Completed, and for each tenth
+/// of its frames the rate and the server's CPU per frame (flat when a task costs the same
+/// however far the job is).
 pub struct BigJob {
     pub rate: f64,
-    pub first_tenth: f64,
-    pub last_tenth: f64,
+    pub tenths: Vec<(f64, f64)>,
 }
 
-/// One job of `frames` frames (chunk 1), its progress read every 100 ms.
-pub async fn one_big_job(client: &Client, frames: usize) -> BigJob {
+/// One job of `frames` frames (chunk 1), its progress read every 50 ms.
+pub async fn one_big_job(client: &Client, server: u32, frames: usize) -> BigJob {
     let body = json!({"name": "big", "commands": [["true"]], "frames": format!("1-{frames}"), "tags": ["big"]});
     let started = Instant::now();
     let job = client.submit_body(&body).await;
     let id = job["id"].as_str().expect("id").to_owned();
-    let mut samples: Vec<(f64, f64)> = Vec::new();
+    let step = (frames / 10).max(1) as f64;
+    let mut tenths = Vec::new();
+    let mut last = (Instant::now(), 0.0, super::agents::cpu_seconds(server));
     loop {
         let j = client.get(&format!("/v1/jobs/{id}")).await;
         let done = j["progress"]["frames_done"].as_f64().unwrap_or(0.0);
-        samples.push((started.elapsed().as_secs_f64(), done));
+        let completed = j["state"] == "Completed";
+        if done >= last.1 + step || (completed && done > last.1) {
+            let (now, cpu) = (Instant::now(), super::agents::cpu_seconds(server));
+            let span = done - last.1;
+            tenths.push((
+                span / now.duration_since(last.0).as_secs_f64().max(1e-9),
+                (cpu - last.2) * 1000.0 / span,
+            ));
+            last = (now, done, cpu);
+        }
         match j["state"].as_str() {
             Some("Completed") => break,
             Some("Failed" | "Cancelled") => panic!("the big job ended {j}"),
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }
-    let total = frames as f64;
-    let when = |at_least: f64| {
-        samples
-            .iter()
-            .copied()
-            .find(|(_, done)| *done >= at_least)
-            .expect("a sample")
-    };
-    let rate_between = |a: (f64, f64), b: (f64, f64)| (b.1 - a.1) / (b.0 - a.0).max(1e-9);
     BigJob {
-        rate: total / started.elapsed().as_secs_f64(),
-        first_tenth: rate_between(when(1.0), when(total / 10.0)),
-        last_tenth: rate_between(when(total * 0.9), when(total)),
+        rate: frames as f64 / started.elapsed().as_secs_f64(),
+        tenths,
     }
 }
 
@@ -145,7 +146,7 @@ pub async fn run(client: &Client, server: u32, frames: usize, concurrency: usize
     let fork = fork_exec_limit(4000, cores);
     println!("## Per-task cost and throughput ({agents})\n");
     let at_start = Cpu::now(server);
-    let big_job = one_big_job(client, frames).await;
+    let big_job = one_big_job(client, server, frames).await;
     let big = big_job.rate;
     let after_big = Cpu::now(server);
     let small = many_small_jobs(client, frames, concurrency).await;
@@ -153,9 +154,15 @@ pub async fn run(client: &Client, server: u32, frames: usize, concurrency: usize
     let fork_after = fork_exec_limit(4000, cores);
     println!("| measured in the same run | value |\n|---|---|");
     println!("| one {frames}-frame job, frames per second | {big:.0} |");
+    let list =
+        |f: fn(&(f64, f64)) -> String| big_job.tenths.iter().map(f).collect::<Vec<_>>().join(", ");
     println!(
-        "| the same job over its first / last tenth of frames, per second | {:.0} / {:.0} |",
-        big_job.first_tenth, big_job.last_tenth
+        "| the same job, frames per second by tenth of its frames | {} |",
+        list(|t| format!("{:.0}", t.0))
+    );
+    println!(
+        "| the same job, server CPU ms per frame by tenth | {} |",
+        list(|t| format!("{:.2}", t.1))
     );
     println!("| {frames} one-frame jobs, frames per second | {small:.0} |");
     println!(

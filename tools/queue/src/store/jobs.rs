@@ -21,14 +21,21 @@ impl Store {
         body: &str,
     ) -> Result<(JobRecord, bool)> {
         let canonical = serde_json::to_string(request).expect("a JobRequest always serialises");
-        let (id, created) = self.write(|tx, fx| {
+        // The record is read back inside the change, from the writer's warm cache: the
+        // read connection would re-read every page the commit touched.
+        let read_back = |tx: &Connection, id: i64| -> Result<JobRecord> {
+            Ok(tx
+                .prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))?
+                .query_row([id], job_from_row)?)
+        };
+        self.write(|tx, fx| {
             if let Some(key) = key {
                 let seen: Option<(i64, String)> = tx
                     .query_row("SELECT job_id, body FROM idempotency WHERE key = ?1", [key], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()?;
                 if let Some((job, seen_body)) = seen {
                     if seen_body == body {
-                        return Ok((job, false));
+                        return Ok((read_back(tx, job)?, false));
                     }
                     return Err(StoreError::Conflict(format!(
                         "the idempotency key was already used for job {job} with a different request"
@@ -124,9 +131,8 @@ impl Store {
             }
             self.recompute(tx, id, now, fx)?;
             fx.work |= initial == TaskState::Queued;
-            Ok((id, true))
-        })?;
-        Ok((self.job(&id.to_string())?, created))
+            Ok((read_back(tx, id)?, true))
+        })
     }
 
     pub(super) fn log_path_for(&self, id: i64, request: &JobRequest) -> Result<PathBuf> {
