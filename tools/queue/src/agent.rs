@@ -208,9 +208,16 @@ async fn worker(
                     forget(running, done.assignment_id);
                 }
                 if let Some(assignment) = leased {
-                    pending =
+                    // A queue that started the task on hand-out reads reports from leases;
+                    // one that did not predates them, and is told with `finish` at once.
+                    let one_call = assignment.started;
+                    let done =
                         run_assignment(link, agent, assignment, config, shutdown, running, &spool)
                             .await;
+                    match done {
+                        Some(done) if !one_call => report(link, agent, done, config, running).await,
+                        done => pending = done,
+                    }
                 }
             }
             Err(CallError::Gone(why)) => {
@@ -674,6 +681,9 @@ fn host_load() -> Option<f64> {
         .parse()
         .ok()
 }
+
+#[cfg(test)]
+mod older_queue_tests;
 
 #[cfg(test)]
 mod tests {
