@@ -135,7 +135,11 @@ fn main() -> ExitCode {
     // An agent mostly waits (for replies, for its tasks' processes): on one thread it does
     // not wake a second one for every reply and process exit, which cost it more CPU than
     // the work itself when tasks are short.
-    let mut builder = if matches!(cli.command, Command::Agent(_)) {
+    #[cfg(feature = "local")]
+    let agent = matches!(cli.command, Command::Agent(_));
+    #[cfg(not(feature = "local"))]
+    let agent = false;
+    let mut builder = if agent {
         tokio::runtime::Builder::new_current_thread()
     } else {
         tokio::runtime::Builder::new_multi_thread()
