@@ -8,7 +8,7 @@ LIMIT="${1:-800}"
 counts="$(git ls-files -- '*/src/*.rs' | sort -u | while IFS= read -r file; do
   printf '%d %s\n' "$(awk '/^#\[cfg\(test\)\]/ { exit } { n++ } END { print n + 0 }' "$file")" "$file"
 done | sort -rn)"
-echo "$counts" | head -5
+head -5 <<<"$counts"
 over="$(echo "$counts" | awk -v limit="$LIMIT" '$1 > limit')"
 if [ -n "$over" ]; then
   echo "file-size: over $LIMIT production lines (split along the file's own seams):" >&2
