@@ -15,11 +15,19 @@ use super::{Client, percentile};
 
 /// CPU seconds (user + system) the process has used.
 pub fn cpu_seconds(pid: u32) -> f64 {
+    proc_cpu_seconds(pid, false)
+}
+
+/// CPU seconds (user + system) of a process from `/proc/PID/stat`, with those of its
+/// children that ended (`cutime`, `cstime`) when `with_children`.
+pub fn proc_cpu_seconds(pid: u32, with_children: bool) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit(')').next().unwrap_or("");
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let last = if with_children { 14 } else { 12 };
+    let ticks: f64 = (11..=last)
+        .filter_map(|i| fields.get(i).and_then(|v| v.parse::<f64>().ok()))
+        .sum();
     // USER_HZ is 100 on Linux.
     ticks / 100.0
 }

@@ -86,18 +86,6 @@ pub async fn many_small_jobs(client: &Client, count: usize, concurrency: usize) 
     count as f64 / started.elapsed().as_secs_f64()
 }
 
-/// CPU seconds of a process and of its children that ended (user + system).
-fn with_children(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = (11..=14)
-        .filter_map(|i| fields.get(i).and_then(|v| v.parse::<f64>().ok()))
-        .sum();
-    // USER_HZ is 100 on Linux.
-    ticks / 100.0
-}
-
 /// CPU seconds (user + system) used so far by the server, its agents (its child
 /// processes, whose finished tasks' time is in their `cutime`), and this benchmark.
 #[derive(Clone, Copy, Default)]
@@ -123,7 +111,10 @@ impl Cpu {
             .collect();
         Cpu {
             server: super::agents::cpu_seconds(server),
-            agents: children.iter().map(|p| with_children(*p)).sum(),
+            agents: children
+                .iter()
+                .map(|p| super::agents::proc_cpu_seconds(*p, true))
+                .sum(),
             bench: super::agents::cpu_seconds(std::process::id()),
         }
     }
